@@ -1,0 +1,1 @@
+//! CARv1 files: placeholder.

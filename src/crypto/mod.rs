@@ -1,0 +1,1 @@
+//! crypto: placeholder, filled in by the foundation work.

@@ -1,0 +1,1 @@
+//! JWS tokens: placeholder.

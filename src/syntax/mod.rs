@@ -1,0 +1,1 @@
+//! syntax: placeholder, filled in by the foundation work.
