@@ -11,4 +11,5 @@ pub mod car;
 pub mod crypto;
 pub mod data;
 pub mod jwt;
+pub mod store;
 pub mod syntax;

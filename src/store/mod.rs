@@ -1,0 +1,22 @@
+//! Storage: SQLite databases on disk behind small, purpose-named types.
+//!
+//! Invariant: nothing above this module writes SQL; nothing in this module knows HTTP.
+
+pub mod sqlite;
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("database {path} is at schema version {found}, newer than this berth knows ({known})")]
+    SchemaTooNew {
+        path: String,
+        found: u32,
+        known: u32,
+    },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}

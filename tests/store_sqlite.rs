@@ -1,0 +1,68 @@
+//! SQLite plumbing: migrations apply once, in order, and every file in `migrations/` is embedded.
+
+use berth::store::sqlite::{self, ACTOR_MIGRATIONS, Durability};
+
+#[test]
+fn every_migration_file_is_embedded_in_order() {
+    let dir = format!("{}/migrations/actor", env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".sql"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    assert_eq!(
+        files.len(),
+        ACTOR_MIGRATIONS.len(),
+        "a migration file is not listed in ACTOR_MIGRATIONS"
+    );
+    for (i, (file, m)) in files.iter().zip(ACTOR_MIGRATIONS).enumerate() {
+        assert_eq!(m.version as usize, i + 1);
+        assert_eq!(*file, format!("{:04}_{}.sql", m.version, m.name));
+        assert_eq!(
+            std::fs::read_to_string(format!("{dir}/{file}")).unwrap(),
+            m.sql
+        );
+    }
+}
+
+#[test]
+fn open_applies_migrations_once_and_uses_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/b/store.sqlite");
+    {
+        let conn = sqlite::open(&path, ACTOR_MIGRATIONS, Durability::Full).unwrap();
+        let v: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, ACTOR_MIGRATIONS.len() as u32);
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        conn.execute(
+            "INSERT INTO account_pref (name, value_json) VALUES ('x', '{}')",
+            [],
+        )
+        .unwrap();
+    }
+    // Reopening keeps data and does not re-run migrations (which would fail on CREATE TABLE).
+    let conn = sqlite::open(&path, ACTOR_MIGRATIONS, Durability::Full).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM account_pref", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn refuses_a_database_from_a_newer_berth() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.sqlite");
+    drop(sqlite::open(&path, ACTOR_MIGRATIONS, Durability::Off).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 999).unwrap();
+    drop(conn);
+    let err = sqlite::open(&path, ACTOR_MIGRATIONS, Durability::Off).unwrap_err();
+    assert!(err.to_string().contains("999"), "{err}");
+}
