@@ -4,6 +4,9 @@
 //!
 //! - **Protocol core** (`syntax`, `crypto`, `data`, `car`, `jwt`): pure functions and types,
 //!   exact to the conformance vectors. Knows nothing of HTTP, SQL or the filesystem.
+//! - **Repository** (`repo`): the Merkle Search Tree, signed commits and the commit write path,
+//!   pure over a block-source trait.
+//! - **Storage** (`store`): SQLite files on disk behind small types (the per-account actor store).
 //!
 //! See `ARCHITECTURE.md` at the repository root for the map.
 
@@ -11,5 +14,6 @@ pub mod car;
 pub mod crypto;
 pub mod data;
 pub mod jwt;
+pub mod repo;
 pub mod store;
 pub mod syntax;
