@@ -8,13 +8,17 @@
 //! - [`block_store`]: the block-source trait and an in-memory store.
 
 pub mod block_store;
+pub mod commit;
 pub mod mst;
+pub mod repository;
 
 pub use block_store::{BlockSource, MemoryBlockStore, NoBlocks};
+pub use commit::{Commit, CommitError};
 pub use mst::{
     ListOptions, MAX_KEY_LEN, MAX_NODE_BYTES, MAX_NODE_ENTRIES, Mst, MstDiff, RecordOp, WalkItem,
     common_prefix_len, diff, invert_ops, key_layer, validate_key,
 };
+pub use repository::{CommitData, RecordWrite, Repo, WriteError};
 
 use crate::data::Cid;
 

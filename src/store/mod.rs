@@ -2,6 +2,7 @@
 //!
 //! Invariant: nothing above this module writes SQL; nothing in this module knows HTTP.
 
+pub mod actor;
 pub mod sqlite;
 
 /// Why a storage operation failed.
@@ -9,6 +10,8 @@ pub mod sqlite;
 pub enum StoreError {
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("SQLite value: {0}")]
+    SqliteValue(#[from] rusqlite::types::FromSqlError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error("database {path} is at schema version {found}, newer than this berth knows ({known})")]
