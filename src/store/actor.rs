@@ -40,8 +40,8 @@ pub struct StoredRecord {
 }
 
 pub struct ActorStore {
-    conn: Connection,
-    did: String,
+    pub(super) conn: Connection,
+    pub(super) did: String,
 }
 
 impl ActorStore {
@@ -139,44 +139,6 @@ impl ActorStore {
                  ON CONFLICT (did) DO UPDATE SET cid = excluded.cid, rev = excluded.rev,
                    indexed_at = excluded.indexed_at",
                 params![self.did, c.cid.to_string(), rev, now],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Replaces the whole repo (import): every block, every record row and the root, in one
-    /// transaction. `blocks` is consumed as it is read, so the caller may stream it.
-    pub fn replace_all(
-        &mut self,
-        commit: Cid,
-        rev: &str,
-        blocks: &mut dyn Iterator<Item = Result<(Cid, Vec<u8>), StoreError>>,
-        records: &[(String, String, Cid)],
-    ) -> Result<(), StoreError> {
-        let now = crate::syntax::Datetime::now().to_string();
-        let tx = self.conn.transaction()?;
-        tx.execute_batch("DELETE FROM repo_block; DELETE FROM record; DELETE FROM repo_root;")?;
-        {
-            let mut put_block = tx.prepare_cached(
-                "INSERT INTO repo_block (cid, repo_rev, size, content) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT DO NOTHING",
-            )?;
-            for block in blocks {
-                let (cid, bytes) = block?;
-                put_block.execute(params![cid.to_bytes(), rev, bytes.len() as i64, bytes])?;
-            }
-            let mut put_record = tx.prepare_cached(
-                "INSERT INTO record (uri, cid, collection, rkey, repo_rev, indexed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for (collection, rkey, cid) in records {
-                let uri = format!("at://{}/{collection}/{rkey}", self.did);
-                put_record.execute(params![uri, cid.to_string(), collection, rkey, rev, now])?;
-            }
-            tx.execute(
-                "INSERT INTO repo_root (did, cid, rev, indexed_at) VALUES (?1, ?2, ?3, ?4)",
-                params![self.did, commit.to_string(), rev, now],
             )?;
         }
         tx.commit()?;

@@ -3,6 +3,7 @@
 //! Invariant: nothing above this module writes SQL; nothing in this module knows HTTP.
 
 pub mod actor;
+pub mod repo_car;
 pub mod sqlite;
 
 /// Why a storage operation failed.
@@ -12,6 +13,8 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("SQLite value: {0}")]
     SqliteValue(#[from] rusqlite::types::FromSqlError),
+    #[error(transparent)]
+    Car(#[from] crate::car::CarError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error("database {path} is at schema version {found}, newer than this berth knows ({known})")]

@@ -339,6 +339,16 @@ impl Mst {
         walk(src, &self.root, &LoadCtx::ROOT, visit)
     }
 
+    /// Like [`Mst::walk`], but nodes not already in memory are decoded for the visit and dropped
+    /// after it, so memory stays O(depth) however large the tree (exports, imports).
+    pub fn walk_transient(
+        &self,
+        src: &dyn BlockSource,
+        visit: &mut dyn FnMut(WalkItem<'_>) -> Result<(), RepoError>,
+    ) -> Result<(), RepoError> {
+        walk_transient(src, &self.root, &LoadCtx::ROOT, visit)
+    }
+
     /// Every node block of the tree, root first.
     pub fn node_blocks(&self, src: &dyn BlockSource) -> Result<Vec<(Cid, Vec<u8>)>, RepoError> {
         let mut out = Vec::new();
@@ -674,6 +684,45 @@ fn list(
         }
     }
     Ok(false)
+}
+
+fn walk_transient(
+    src: &dyn BlockSource,
+    node: &NodeRef,
+    ctx: &LoadCtx<'_>,
+    visit: &mut dyn FnMut(WalkItem<'_>) -> Result<(), RepoError>,
+) -> Result<(), RepoError> {
+    let owned;
+    let d = match node.load_transient(src, ctx)? {
+        Some((data, bytes)) => {
+            visit(WalkItem::Node {
+                cid: node.cid(),
+                bytes,
+            })?;
+            owned = data;
+            &owned
+        }
+        None => {
+            let d = node.load(src, ctx)?;
+            visit(WalkItem::Node {
+                cid: node.cid(),
+                bytes: d.encode(),
+            })?;
+            d
+        }
+    };
+    for i in 0..=d.entries.len() {
+        if let Some(c) = d.gap(i) {
+            walk_transient(src, c, &d.gap_ctx(i, ctx), visit)?;
+        }
+        if let Some(e) = d.entries.get(i) {
+            visit(WalkItem::Leaf {
+                key: &e.key,
+                value: e.value,
+            })?;
+        }
+    }
+    Ok(())
 }
 
 fn walk(

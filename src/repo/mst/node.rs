@@ -100,6 +100,26 @@ impl NodeCell {
         }
     }
 
+    /// For a stub not yet loaded: reads and validates the block without caching it, so a
+    /// one-pass walk over a huge tree holds only the current path. `None` when the content is
+    /// already in memory (use [`NodeCell::load`]).
+    pub fn load_transient(
+        &self,
+        src: &dyn BlockSource,
+        ctx: &LoadCtx<'_>,
+    ) -> Result<Option<(NodeData, Vec<u8>)>, RepoError> {
+        match self {
+            NodeCell::Stub { cid, data } if data.get().is_none() => {
+                let bytes = src
+                    .get_block(cid)?
+                    .ok_or(RepoError::MissingBlock(Box::new(*cid)))?;
+                let decoded = decode(cid, &bytes, ctx)?;
+                Ok(Some((decoded, bytes)))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Content, reading and validating the block on first touch.
     pub fn load(&self, src: &dyn BlockSource, ctx: &LoadCtx<'_>) -> Result<&NodeData, RepoError> {
         match self {
