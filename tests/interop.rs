@@ -22,7 +22,13 @@ fn reference_implementations_accept_berth() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
     eprintln!("{stderr}");
-    assert!(out.status.success(), "the Node interop suite failed (output above)");
+    assert!(
+        out.status.success(),
+        "the Node interop suite failed (output above)"
+    );
     // A suite that ran nothing must not pass.
-    assert!(stdout.contains("# pass ") && !stdout.contains("# pass 0\n"), "no interop test ran");
+    assert!(
+        stdout.contains("# pass ") && !stdout.contains("# pass 0\n"),
+        "no interop test ran"
+    );
 }

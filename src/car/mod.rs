@@ -39,7 +39,7 @@ pub enum CarError {
     #[error("CAR section {index} has an invalid CID: {reason}")]
     Cid { index: u64, reason: String },
     #[error("CAR block {cid} does not match its CID: {reason}")]
-    BadBlock { cid: Cid, reason: String },
+    BadBlock { cid: Box<Cid>, reason: String },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -221,7 +221,7 @@ impl<R: Read> CarReader<R> {
         let cid_len = section.len() - rest.len();
         if self.options.verify_blocks {
             data::verify_cid(&cid, rest).map_err(|e| CarError::BadBlock {
-                cid,
+                cid: Box::new(cid),
                 reason: e.to_string(),
             })?;
         }

@@ -24,7 +24,7 @@ pub enum ImportError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("CAR root {0} (the commit) is not in the file")]
-    MissingCommit(Cid),
+    MissingCommit(Box<Cid>),
     #[error("invalid commit: {0}")]
     Commit(#[from] CommitError),
     #[error("repo belongs to {found}, expected {expected}")]
@@ -32,7 +32,7 @@ pub enum ImportError {
     #[error("invalid repository tree: {0}")]
     Tree(RepoError),
     #[error("record {key} (block {cid}) is missing from the CAR")]
-    MissingRecord { key: String, cid: Cid },
+    MissingRecord { key: String, cid: Box<Cid> },
     #[error("record {key} is not valid atproto data: {reason}")]
     InvalidRecord { key: String, reason: String },
     #[error("repo path {0:?} is not <collection>/<rkey>")]
@@ -98,7 +98,7 @@ impl ActorStore {
         let commit_bytes = staged
             .get_block(&root)
             .map_err(ImportError::Tree)?
-            .ok_or(ImportError::MissingCommit(root))?;
+            .ok_or_else(|| ImportError::MissingCommit(Box::new(root)))?;
         let commit = Commit::from_cbor(&commit_bytes)?;
         if commit.did.as_str() != self.did {
             return Err(ImportError::WrongDid {
@@ -149,7 +149,7 @@ impl ActorStore {
                         let bytes = staged.get_block(&value)?.ok_or_else(|| {
                             stop(ImportError::MissingRecord {
                                 key: key.to_string(),
-                                cid: value,
+                                cid: Box::new(value),
                             })
                         })?;
                         if let Err(e) = cbor::decode(&bytes) {
