@@ -17,3 +17,4 @@ pub mod jwt;
 pub mod repo;
 pub mod store;
 pub mod syntax;
+pub mod tools;

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -15,10 +16,62 @@ struct Cli {
 enum Command {
     /// Run the PDS (configured by PDS_* environment variables).
     Serve,
+    /// Offline work on one account's repository in a data directory.
+    Repo {
+        #[command(subcommand)]
+        command: RepoCommand,
+    },
     /// CAR file tools.
     Car {
         #[command(subcommand)]
         command: CarCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct RepoTarget {
+    /// The PDS data directory (repositories live in <dir>/actors/).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// The account's DID.
+    #[arg(long)]
+    did: berth::syntax::Did,
+}
+
+#[derive(Subcommand)]
+enum RepoCommand {
+    /// Create an empty repository with a new signing key.
+    Init(RepoTarget),
+    /// Apply record operations from a JSON-lines file as signed commits.
+    Write {
+        #[command(flatten)]
+        target: RepoTarget,
+        /// One `{"action","collection","rkey","record"}` per line.
+        #[arg(long)]
+        file: PathBuf,
+        /// Operations per commit (1-200).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+    },
+    /// Write the repository to a CAR file.
+    Export {
+        #[command(flatten)]
+        target: RepoTarget,
+        #[arg(long)]
+        out: PathBuf,
+        /// Only blocks newer than this rev.
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// Replace the repository with a verified CAR file.
+    Import {
+        #[command(flatten)]
+        target: RepoTarget,
+        #[arg(long)]
+        car: PathBuf,
+        /// did:key the commit must be signed with.
+        #[arg(long)]
+        signing_key: Option<String>,
     },
 }
 
@@ -27,7 +80,7 @@ enum CarCommand {
     /// Print a CAR file's roots and a summary of its blocks, checking every block's hash.
     Inspect {
         /// Path to the .car file.
-        path: std::path::PathBuf,
+        path: PathBuf,
     },
 }
 
@@ -38,6 +91,7 @@ fn main() -> ExitCode {
             eprintln!("berth serve: not yet: the server is not built yet (see README.md)");
             return ExitCode::from(2);
         }
+        Command::Repo { command } => repo(command),
         Command::Car {
             command: CarCommand::Inspect { path },
         } => car_inspect(&path),
@@ -49,6 +103,30 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn repo(command: RepoCommand) -> anyhow::Result<()> {
+    use berth::tools::repo;
+    let summary = match command {
+        RepoCommand::Init(t) => repo::init(&t.data_dir, &t.did)?,
+        RepoCommand::Write {
+            target: t,
+            file,
+            batch,
+        } => repo::write(&t.data_dir, &t.did, &file, batch)?,
+        RepoCommand::Export {
+            target: t,
+            out,
+            since,
+        } => repo::export(&t.data_dir, &t.did, &out, since.as_deref())?,
+        RepoCommand::Import {
+            target: t,
+            car,
+            signing_key,
+        } => repo::import(&t.data_dir, &t.did, &car, signing_key.as_deref())?,
+    };
+    println!("{summary}");
+    Ok(())
 }
 
 fn car_inspect(path: &std::path::Path) -> anyhow::Result<()> {

@@ -11,17 +11,46 @@
 
 use super::StoreError;
 use super::sqlite::{self, ACTOR_MIGRATIONS, Durability};
+use crate::crypto::{Curve, Keypair};
 use crate::data::Cid;
 use crate::repo::{BlockSource, CommitData, RecordOp, RepoError};
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
-/// Where an account's store lives under the actors directory.
-pub fn store_path(actors_dir: &Path, did: &str) -> PathBuf {
+/// An account's directory under the actors directory: `<2 hex of sha256(did)>/<did>`.
+pub fn actor_dir(actors_dir: &Path, did: &str) -> PathBuf {
     let hash = Sha256::digest(did.as_bytes());
     let prefix = data_encoding::HEXLOWER.encode(&hash[..1]);
-    actors_dir.join(prefix).join(did).join("store.sqlite")
+    actors_dir.join(prefix).join(did)
+}
+
+/// Where an account's store lives under the actors directory.
+pub fn store_path(actors_dir: &Path, did: &str) -> PathBuf {
+    actor_dir(actors_dir, did).join("store.sqlite")
+}
+
+/// Saves the account's repo signing key as the reference does: 32 raw secp256k1 bytes in
+/// `<actor dir>/key`, readable by the owner only. Refuses to overwrite an existing key.
+pub fn write_signing_key(actors_dir: &Path, did: &str, key: &Keypair) -> Result<(), StoreError> {
+    let dir = actor_dir(actors_dir, did);
+    std::fs::create_dir_all(&dir)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(dir.join("key"))?;
+    std::io::Write::write_all(&mut file, &key.private_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Loads the account's repo signing key saved by [`write_signing_key`].
+pub fn read_signing_key(actors_dir: &Path, did: &str) -> Result<Keypair, StoreError> {
+    let path = actor_dir(actors_dir, did).join("key");
+    let bytes = std::fs::read(&path)?;
+    Keypair::from_private_bytes(Curve::K256, &bytes)
+        .map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())))
 }
 
 /// The repo's current commit.

@@ -1,0 +1,4 @@
+//! Operator commands behind the `berth` CLI, kept in the library so they are tested like the
+//! rest. Each returns a JSON summary that the CLI prints.
+
+pub mod repo;
