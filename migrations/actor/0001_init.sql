@@ -1,6 +1,7 @@
 -- Per-account repository store (actors/<xx>/<did>/store.sqlite).
--- Mirrors the reference PDS's actor store so its data can be taken over, with binary CIDs
--- for blocks (they are looked up on every MST read).
+-- Follows the reference PDS's actor store (same tables and meanings, so its data can be taken
+-- over by a migration), with binary CIDs for blocks and records keyed by path, which keeps the
+-- number of B-trees a commit touches small.
 
 -- Exactly one row: the repo's current commit.
 CREATE TABLE repo_root (
@@ -12,26 +13,26 @@ CREATE TABLE repo_root (
 
 -- Every repo block (commits, MST nodes, records), tagged with the rev that first wrote it.
 CREATE TABLE repo_block (
-    cid BLOB PRIMARY KEY,
+    id INTEGER PRIMARY KEY,
+    cid BLOB NOT NULL UNIQUE,
     repo_rev TEXT NOT NULL,
     size INTEGER NOT NULL,
     content BLOB NOT NULL
-) STRICT, WITHOUT ROWID;
+) STRICT;
 CREATE INDEX repo_block_repo_rev ON repo_block (repo_rev, cid);
 
--- The current records, one row per path.
+-- The current records, one row per path; keyed by path so a write touches two B-trees.
+-- The AT URI is at://<did>/<collection>/<rkey>, derived rather than stored.
 CREATE TABLE record (
-    uri TEXT PRIMARY KEY,
-    cid TEXT NOT NULL,
     collection TEXT NOT NULL,
     rkey TEXT NOT NULL,
+    cid TEXT NOT NULL,
     repo_rev TEXT NOT NULL,
     indexed_at TEXT NOT NULL,
-    takedown_ref TEXT
-) STRICT;
+    takedown_ref TEXT,
+    PRIMARY KEY (collection, rkey)
+) STRICT, WITHOUT ROWID;
 CREATE INDEX record_cid ON record (cid);
-CREATE INDEX record_collection_rkey ON record (collection, rkey);
-CREATE INDEX record_repo_rev ON record (repo_rev);
 
 CREATE TABLE blob (
     cid TEXT PRIMARY KEY,

@@ -128,28 +128,21 @@ impl ActorStore {
                 put_block.execute(params![cid.to_bytes(), rev, bytes.len() as i64, bytes])?;
             }
             let mut put_record = tx.prepare_cached(
-                "INSERT INTO record (uri, cid, collection, rkey, repo_rev, indexed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (uri) DO UPDATE SET cid = excluded.cid, repo_rev = excluded.repo_rev,
-                   indexed_at = excluded.indexed_at",
+                "INSERT INTO record (collection, rkey, cid, repo_rev, indexed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (collection, rkey) DO UPDATE SET cid = excluded.cid,
+                   repo_rev = excluded.repo_rev, indexed_at = excluded.indexed_at",
             )?;
-            let mut del_record = tx.prepare_cached("DELETE FROM record WHERE uri = ?1")?;
+            let mut del_record =
+                tx.prepare_cached("DELETE FROM record WHERE collection = ?1 AND rkey = ?2")?;
             for op in &c.ops {
                 let (collection, rkey) = split_key(op.key())?;
-                let uri = format!("at://{}/{collection}/{rkey}", self.did);
                 match op {
                     RecordOp::Create { cid, .. } | RecordOp::Update { cid, .. } => {
-                        put_record.execute(params![
-                            uri,
-                            cid.to_string(),
-                            collection,
-                            rkey,
-                            rev,
-                            now
-                        ])?;
+                        put_record.execute(params![collection, rkey, cid.to_string(), rev, now])?;
                     }
                     RecordOp::Delete { .. } => {
-                        del_record.execute([uri])?;
+                        del_record.execute([collection, rkey])?;
                     }
                 }
             }
@@ -180,18 +173,17 @@ impl ActorStore {
         collection: &str,
         rkey: &str,
     ) -> Result<Option<(Cid, Vec<u8>)>, StoreError> {
-        let uri = format!("at://{}/{collection}/{rkey}", self.did);
         let cid: Option<String> = self
             .conn
-            .prepare_cached("SELECT cid FROM record WHERE uri = ?1")?
-            .query_row([&uri], |r| r.get(0))
+            .prepare_cached("SELECT cid FROM record WHERE collection = ?1 AND rkey = ?2")?
+            .query_row([collection, rkey], |r| r.get(0))
             .optional()?;
         let Some(cid) = cid else { return Ok(None) };
         let cid = parse_cid(&cid)?;
         match self.block(&cid)? {
             Some(bytes) => Ok(Some((cid, bytes))),
             None => Err(StoreError::Corrupt(format!(
-                "record {uri} points at block {cid}, which is missing"
+                "record {collection}/{rkey} points at block {cid}, which is missing"
             ))),
         }
     }

@@ -75,6 +75,26 @@ impl ActorStore {
             .roots()
             .first()
             .ok_or_else(|| CarError::Header("no roots".into()))?;
+        // Staging and copying are random B-tree inserts; a larger page cache for the import
+        // (bounded, so memory stays bounded whatever the repo size) avoids re-reading pages.
+        self.conn
+            .execute_batch("PRAGMA cache_size = -40960; PRAGMA temp.cache_size = -40960;")
+            .map_err(StoreError::from)?;
+        let result = self.import_car_inner(car, root, key);
+        let restore = self
+            .conn
+            .execute_batch("PRAGMA cache_size = -8192; PRAGMA temp.cache_size = -2048;");
+        let summary = result?;
+        restore.map_err(StoreError::from)?;
+        Ok(summary)
+    }
+
+    fn import_car_inner<R: Read>(
+        &mut self,
+        car: CarReader<R>,
+        root: Cid,
+        key: Option<&PublicKey>,
+    ) -> Result<ImportSummary, ImportError> {
         let tx = self.conn.transaction().map_err(StoreError::from)?;
         tx.execute_batch(
             "CREATE TEMP TABLE IF NOT EXISTS import_block (
@@ -124,8 +144,8 @@ impl ActorStore {
                 .map_err(StoreError::from)?;
             let mut put_record = tx
                 .prepare(
-                    "INSERT INTO record (uri, cid, collection, rkey, repo_rev, indexed_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO record (collection, rkey, cid, repo_rev, indexed_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
                 .map_err(StoreError::from)?;
             // The walk's callback can only return RepoError; the precise reason is kept here.
@@ -158,15 +178,13 @@ impl ActorStore {
                                 reason: e.to_string(),
                             }));
                         }
-                        let uri = format!("at://{}/{key}", self.did);
                         put_block
                             .execute(params![value.to_bytes(), rev, bytes.len() as i64, bytes])
                             .and_then(|_| {
                                 put_record.execute(params![
-                                    uri,
-                                    value.to_string(),
                                     collection,
                                     rkey,
+                                    value.to_string(),
                                     rev,
                                     now
                                 ])
