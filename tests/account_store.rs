@@ -78,6 +78,17 @@ fn password_round_trip_and_wrong_password() {
     assert!(!password::verify_password("", &hash));
     // Fresh salt every time.
     assert_ne!(hash, password::hash_password("hunter2 ✓").unwrap());
+
+    // What berth writes is what the reference would compute from the same salt text, so the
+    // reference verifies it too.
+    let params = scrypt::Params::new(14, 8, 1).unwrap();
+    let mut out = [0u8; 64];
+    scrypt::scrypt("hunter2 ✓".as_bytes(), salt.as_bytes(), &params, &mut out).unwrap();
+    assert_eq!(hex, data_encoding::HEXLOWER.encode(&out));
+    assert!(
+        salt.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
 }
 
 #[test]

@@ -1186,13 +1186,7 @@ fn insert_refresh_token(
             token.app_password_name
         ],
     )
-    .map_err(|e| match constraint_error(e) {
-        // A duplicate id is a caller bug (ids are 256 random bits), not a taken account.
-        AccountError::AccountExists => {
-            StoreError::Corrupt(format!("refresh token id {} already stored", token.id)).into()
-        }
-        other => other,
-    })?;
+    .map_err(constraint_error)?;
     Ok(())
 }
 
