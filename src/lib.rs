@@ -10,6 +10,7 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the map.
 
+pub mod account;
 pub mod auth;
 pub mod car;
 pub mod crypto;

@@ -2,6 +2,7 @@
 //!
 //! Invariant: nothing above this module writes SQL; nothing in this module knows HTTP.
 
+pub mod account;
 pub mod actor;
 pub mod repo_car;
 pub mod sqlite;
