@@ -739,3 +739,44 @@ async fn directory_recovery_fork_and_window() {
     );
     assert_eq!(client.get_log(&did).await.unwrap(), vec![g, fix]);
 }
+
+#[tokio::test]
+async fn serve_plc_persists_across_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("plc.sqlite");
+    let a = account();
+    let (did, g) = genesis(&a);
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let db = db.clone();
+        let server = Server {
+            url,
+            task: tokio::spawn(async move {
+                let _ = berth::plc::serve_plc(listener, &db).await;
+            }),
+        };
+        let client = PlcClient::new(&server.url).unwrap();
+        client.submit(&did, &g).await.unwrap();
+    }
+    let server = start(DirectoryState::open(&db).unwrap()).await;
+    let client = PlcClient::new(&server.url).unwrap();
+    assert_eq!(client.get_last_op(&did).await.unwrap(), g);
+}
+
+#[test]
+fn plc_migrations_match_files() {
+    use berth::store::sqlite::PLC_MIGRATIONS;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/plc");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".sql"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), PLC_MIGRATIONS.len());
+    for (i, (file, m)) in files.iter().zip(PLC_MIGRATIONS).enumerate() {
+        assert_eq!(m.version as usize, i + 1);
+        assert_eq!(file, &format!("{:04}_{}.sql", m.version, m.name));
+    }
+}
