@@ -16,6 +16,7 @@ pub mod car;
 pub mod crypto;
 pub mod data;
 pub mod jwt;
+pub mod plc;
 pub mod repo;
 pub mod store;
 pub mod syntax;

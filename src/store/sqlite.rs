@@ -29,6 +29,13 @@ pub const ACCOUNT_MIGRATIONS: &[Migration] = &[Migration {
     sql: include_str!("../../migrations/account/0001_init.sql"),
 }];
 
+/// The PLC directory server's migrations (`migrations/plc/`).
+pub const PLC_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../../migrations/plc/0001_init.sql"),
+}];
+
 /// How hard SQLite works to make a commit survive power loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
