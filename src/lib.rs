@@ -13,6 +13,7 @@
 pub mod car;
 pub mod crypto;
 pub mod data;
+pub mod identity;
 pub mod jwt;
 pub mod repo;
 pub mod store;
