@@ -784,3 +784,82 @@ async fn dns_wins_over_https_and_https_is_the_fallback() {
     );
     dns.stop().await;
 }
+
+#[tokio::test]
+async fn check_host_refuses_loopback_unless_allowed() {
+    let err = berth::identity::check_host(&IdentityConfig::default(), "localhost")
+        .await
+        .expect_err("loopback refused");
+    assert!(
+        matches!(err, berth::identity::SsrfError::Forbidden { .. }),
+        "{err}"
+    );
+    let addrs = berth::identity::check_host(&IdentityConfig::dev(), "localhost")
+        .await
+        .expect("allowed in dev");
+    assert!(addrs.iter().all(|a| a.ip().is_loopback()));
+    // Overrides go through the same check.
+    let config = IdentityConfig {
+        host_overrides: [(
+            "evil.test".to_string(),
+            vec!["10.0.0.1:443".parse().expect("addr")],
+        )]
+        .into(),
+        ..IdentityConfig::default()
+    };
+    let err = berth::identity::check_host(&config, "EVIL.test.")
+        .await
+        .expect_err("private refused");
+    assert!(err.to_string().contains("private (10/8)"), "{err}");
+}
+
+#[tokio::test]
+async fn requests_are_time_bounded() {
+    // Accepts connections (the kernel backlog does) but never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let config = IdentityConfig {
+        plc_url: format!("http://{}", silent.local_addr().expect("addr")),
+        timeout: Duration::from_millis(300),
+        ..IdentityConfig::dev()
+    };
+    let resolver = DidResolver::new(config, None).expect("resolver");
+    let started = std::time::Instant::now();
+    let err = resolver.resolve(&did(ALICE)).await.expect_err("timeout");
+    assert!(matches!(err, IdentityError::Timeout { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    drop(silent);
+}
+
+#[tokio::test]
+async fn oversized_chunked_responses_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A server that streams an endless chunked body with no Content-Length.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let Ok((mut sock, _)) = listener.accept().await else {
+            return;
+        };
+        let mut buf = [0u8; 4096];
+        let _ = sock.read(&mut buf).await;
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+        if sock.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        let chunk = format!("400\r\n{}\r\n", " ".repeat(0x400));
+        // Stops when the client hangs up.
+        while sock.write_all(chunk.as_bytes()).await.is_ok() {}
+    });
+    let config = IdentityConfig {
+        plc_url: format!("http://{addr}"),
+        ..IdentityConfig::dev()
+    };
+    let resolver = DidResolver::new(config, None).expect("resolver");
+    let err = resolver.resolve(&did(ALICE)).await.expect_err("too large");
+    assert!(matches!(err, IdentityError::TooLarge { .. }), "{err}");
+    task.abort();
+}

@@ -71,7 +71,7 @@ impl DidCache {
             f(&guard)
         })
         .await
-        .map_err(|e| IdentityError::Config(format!("DID cache task failed: {e}")))?
+        .map_err(|e| IdentityError::Internal(format!("DID cache task failed: {e}")))?
     }
 
     /// The cached document for `did` and its fetch time; `None` if absent. A row that no

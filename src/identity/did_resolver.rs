@@ -129,16 +129,16 @@ impl DidResolver {
         let this = self.clone();
         let did = did.clone();
         tokio::spawn(async move {
+            // Removes the in-flight mark even if the refresh panics, so later refreshes happen.
+            let _done = InFlight {
+                resolver: this.clone(),
+                did: did.as_str().to_owned(),
+            };
             if let Err(e) = this.resolve_fresh(&did).await {
                 // The stale copy stays in the cache until the max TTL; that is the point of
                 // serving stale.
                 tracing::debug!(did = did.as_str(), error = %e, "background DID refresh failed");
             }
-            this.inner
-                .refreshing
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(did.as_str());
         });
     }
 
@@ -203,5 +203,22 @@ impl DidResolver {
             Some(p) => format!("{scheme}://{host}:{p}/.well-known/did.json"),
             None => format!("{scheme}://{host}/.well-known/did.json"),
         })
+    }
+}
+
+/// Clears a DID's in-flight refresh mark when dropped.
+struct InFlight {
+    resolver: DidResolver,
+    did: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.resolver
+            .inner
+            .refreshing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.did);
     }
 }

@@ -30,7 +30,7 @@ pub use cache::{CachedDoc, DidCache};
 pub use did_doc::{DidDocument, Service, VerificationMethod};
 pub use did_resolver::DidResolver;
 pub use handle_resolver::HandleResolver;
-pub use ssrf::{SsrfError, is_forbidden_ip};
+pub use ssrf::{SsrfError, check_host, guarded_client, is_forbidden_ip};
 
 use crate::store::StoreError;
 use crate::syntax::SyntaxError;
@@ -149,6 +149,8 @@ pub enum IdentityError {
     Cache(#[from] StoreError),
     #[error("identity configuration: {0}")]
     Config(String),
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// Current time in milliseconds since the Unix epoch (the cache's clock).

@@ -130,27 +130,36 @@ fn check_addrs(host: &str, addrs: &[SocketAddr]) -> Result<(), SsrfError> {
     Ok(())
 }
 
+/// Resolves `host` as guarded clients do (overrides, then system DNS) and checks every address
+/// unless `config.allow_private_addresses`. The returned addresses are the only ones a caller
+/// may connect to: looking the name up again would reopen the rebinding window.
+pub async fn check_host(config: &IdentityConfig, host: &str) -> Result<Vec<SocketAddr>, SsrfError> {
+    GuardedResolver::new(config).lookup(host).await
+}
+
 /// The name resolver of guarded clients: overrides or system DNS, then the address check.
 /// Whatever it returns is what the client connects to.
-pub(crate) struct GuardedResolver {
+#[derive(Clone)]
+struct GuardedResolver {
     allow_private: bool,
-    overrides: HashMap<String, Vec<SocketAddr>>,
+    overrides: Arc<HashMap<String, Vec<SocketAddr>>>,
 }
 
 impl GuardedResolver {
-    pub(crate) fn new(config: &IdentityConfig) -> Self {
+    fn new(config: &IdentityConfig) -> Self {
         GuardedResolver {
             allow_private: config.allow_private_addresses,
-            overrides: config
-                .host_overrides
-                .iter()
-                .map(|(h, a)| (h.to_ascii_lowercase(), a.clone()))
-                .collect(),
+            overrides: Arc::new(
+                config
+                    .host_overrides
+                    .iter()
+                    .map(|(h, a)| (h.to_ascii_lowercase(), a.clone()))
+                    .collect(),
+            ),
         }
     }
 
-    /// Resolves and checks `host`. Public so tests and callers outside HTTP can use the guard.
-    pub(crate) async fn lookup(&self, host: &str) -> Result<Vec<SocketAddr>, SsrfError> {
+    async fn lookup(&self, host: &str) -> Result<Vec<SocketAddr>, SsrfError> {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         let addrs: Vec<SocketAddr> = match self.overrides.get(&host) {
             Some(addrs) => addrs.clone(),
@@ -176,10 +185,7 @@ impl GuardedResolver {
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let this = GuardedResolver {
-            allow_private: self.allow_private,
-            overrides: self.overrides.clone(),
-        };
+        let this = self.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
             let addrs = this.lookup(&host).await?;
@@ -224,9 +230,10 @@ fn redirect_policy(max: usize, config: &IdentityConfig) -> redirect::Policy {
     })
 }
 
-/// An HTTP client for user-supplied hosts: guarded resolver, no proxy, bounded time,
-/// `max_redirects` hops (0: redirects are returned, not followed).
-pub(crate) fn guarded_client(
+/// An HTTP client for user-supplied hosts: guarded resolver, no proxy, https only outside dev
+/// mode, bounded time, `max_redirects` hops (0: redirects are returned, not followed). For any
+/// future fetch of a user-named URL too (e.g. OAuth client metadata).
+pub fn guarded_client(
     config: &IdentityConfig,
     max_redirects: usize,
 ) -> Result<reqwest::Client, IdentityError> {
