@@ -15,6 +15,7 @@ pub mod auth;
 pub mod car;
 pub mod crypto;
 pub mod data;
+pub mod identity;
 pub mod jwt;
 pub mod plc;
 pub mod repo;

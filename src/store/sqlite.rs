@@ -36,6 +36,13 @@ pub const PLC_MIGRATIONS: &[Migration] = &[Migration {
     sql: include_str!("../../migrations/plc/0001_init.sql"),
 }];
 
+/// The DID document cache's migrations (`migrations/did_cache/`).
+pub const DID_CACHE_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../../migrations/did_cache/0001_init.sql"),
+}];
+
 /// How hard SQLite works to make a commit survive power loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
