@@ -11,10 +11,13 @@
 //! See `ARCHITECTURE.md` at the repository root for the map.
 
 pub mod car;
+pub mod config;
 pub mod crypto;
 pub mod data;
 pub mod jwt;
 pub mod repo;
+pub mod server;
 pub mod store;
 pub mod syntax;
 pub mod tools;
+pub mod xrpc;
