@@ -374,6 +374,8 @@ async fn query_params() {
         (&format!("?did={ALICE_DID}&reverse=yes")[..], "\"reverse\""),
         (&format!("?did={ALICE_DID}&did={ALICE_DID}")[..], "\"did\""),
         ("?did=%ZZ", "percent-encoding"),
+        ("?did=%+1", "percent-encoding"),
+        ("?did=%4", "percent-encoding"),
         ("?did=%FF", "UTF-8"),
     ];
     for (query, needle) in cases {

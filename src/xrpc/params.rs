@@ -81,10 +81,15 @@ fn decode_component(s: &str) -> Result<String, ParamsError> {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = bytes.get(i + 1..i + 3).and_then(|h| {
-                    let h = std::str::from_utf8(h).ok()?;
-                    u8::from_str_radix(h, 16).ok()
-                });
+                // Both digits must be hex (`from_str_radix` alone would accept a sign).
+                let hex = match bytes.get(i + 1..i + 3) {
+                    Some(&[hi, lo]) if hi.is_ascii_hexdigit() && lo.is_ascii_hexdigit() => {
+                        std::str::from_utf8(&[hi, lo])
+                            .ok()
+                            .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    }
+                    _ => None,
+                };
                 match hex {
                     Some(b) => {
                         out.push(b);
