@@ -603,3 +603,20 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
         .await;
     assert!(after.is_err(), "server still answering after shutdown");
 }
+
+#[test]
+#[should_panic(expected = "registered twice")]
+fn duplicate_method_registration_fails_at_build_time() {
+    let _ = XrpcRoutes::new()
+        .merge(server::xrpc_methods())
+        .query("com.atproto.server.describeServer", || async { "again" });
+}
+
+#[test]
+fn registered_methods_are_listed() {
+    let methods: Vec<_> = server::xrpc_methods()
+        .methods()
+        .map(|(n, _)| n.to_owned())
+        .collect();
+    assert!(methods.contains(&"com.atproto.server.describeServer".to_owned()));
+}
