@@ -13,12 +13,15 @@
 pub mod account;
 pub mod auth;
 pub mod car;
+pub mod config;
 pub mod crypto;
 pub mod data;
 pub mod identity;
 pub mod jwt;
 pub mod plc;
 pub mod repo;
+pub mod server;
 pub mod store;
 pub mod syntax;
 pub mod tools;
+pub mod xrpc;
