@@ -11,6 +11,7 @@
 //! See `ARCHITECTURE.md` at the repository root for the map.
 
 pub mod account;
+pub mod api;
 pub mod auth;
 pub mod car;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod crypto;
 pub mod data;
 pub mod identity;
 pub mod jwt;
+pub mod pds;
 pub mod plc;
 pub mod repo;
 pub mod server;

@@ -15,7 +15,25 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the PDS (configured by PDS_* environment variables).
-    Serve,
+    Serve {
+        /// Read PDS_* variables from this file too (like the reference's pds.env); the
+        /// process environment wins where both set a variable.
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+        /// Address to listen on (the port is PDS_PORT).
+        #[arg(long, default_value = "0.0.0.0")]
+        bind: std::net::IpAddr,
+    },
+    /// Run a did:plc directory (validating every operation), for development and mirrors.
+    Plc {
+        /// SQLite database file.
+        #[arg(long, default_value = "plc.sqlite")]
+        db: PathBuf,
+        #[arg(long, default_value_t = 2582)]
+        port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+    },
     /// Offline work on one account's repository in a data directory.
     Repo {
         #[command(subcommand)]
@@ -87,10 +105,8 @@ enum CarCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve => {
-            eprintln!("berth serve: not yet: the server is not built yet (see README.md)");
-            return ExitCode::from(2);
-        }
+        Command::Serve { env_file, bind } => serve(env_file, bind),
+        Command::Plc { db, port, bind } => plc(db, port, bind),
         Command::Repo { command } => repo(command),
         Command::Car {
             command: CarCommand::Inspect { path },
@@ -103,6 +119,41 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}
+
+fn serve(env_file: Option<PathBuf>, bind: std::net::IpAddr) -> anyhow::Result<()> {
+    init_tracing();
+    let config = match env_file {
+        Some(path) => berth::config::Config::from_env_file(&path)?,
+        None => berth::config::Config::from_env()?,
+    };
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((bind, config.service.port)).await?;
+        tracing::info!(addr = %listener.local_addr()?, url = %config.service.public_url, "berth serving");
+        berth::server::serve(config, listener).await?;
+        Ok(())
+    })
+}
+
+fn plc(db: PathBuf, port: u16, bind: std::net::IpAddr) -> anyhow::Result<()> {
+    init_tracing();
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((bind, port)).await?;
+        tracing::info!(addr = %listener.local_addr()?, db = %db.display(), "berth plc serving");
+        berth::plc::directory::serve_plc(listener, &db).await
+    })
 }
 
 fn repo(command: RepoCommand) -> anyhow::Result<()> {

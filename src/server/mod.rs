@@ -60,6 +60,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
+use crate::pds::Pds;
 use crate::syntax::{Did, Handle, Nsid};
 use crate::xrpc::{self, XrpcError};
 
@@ -86,7 +87,8 @@ pub struct AppState {
     /// Local handle → DID, for `/.well-known/atproto-did`. Until accounts plug in, no handle
     /// is local.
     pub local_handles: Arc<dyn LocalHandleResolver>,
-    // Services add their fields here (see the module docs).
+    /// Accounts, sessions and repos; `None` only in tests of the bare HTTP layer.
+    pub pds: Option<Arc<Pds>>,
 }
 
 impl AppState {
@@ -94,7 +96,26 @@ impl AppState {
         AppState {
             config: Arc::new(config),
             local_handles: Arc::new(|_: &Handle| None),
+            pds: None,
         }
+    }
+
+    /// The full server state: opens the databases and serves local handles from accounts.
+    pub fn open(config: Config) -> anyhow::Result<AppState> {
+        let config = Arc::new(config);
+        let pds = Arc::new(Pds::open(config.clone())?);
+        Ok(AppState {
+            local_handles: Arc::new(pds.local_handle_resolver()),
+            pds: Some(pds),
+            config,
+        })
+    }
+
+    /// The PDS services, or a 500 in a state built without them.
+    pub fn pds(&self) -> Result<&Arc<Pds>, XrpcError> {
+        self.pds
+            .as_ref()
+            .ok_or_else(|| XrpcError::internal("server state has no PDS services"))
     }
 
     /// Replaces the local handle resolver.
@@ -114,8 +135,9 @@ impl std::fmt::Debug for AppState {
 
 /// Every XRPC method this server implements. **The one place method groups are listed.**
 pub fn xrpc_methods() -> XrpcRoutes {
-    XrpcRoutes::new().merge(describe::routes())
-    // .merge(crate::api::com::atproto::<group>::routes())
+    XrpcRoutes::new()
+        .merge(describe::routes())
+        .merge(crate::api::com::atproto::server::routes())
 }
 
 /// The largest request body any route accepts; the server-wide cap.
@@ -244,7 +266,8 @@ async fn normalize_xrpc_errors(req: Request, next: Next) -> Response {
 
 /// Serves `config` on `listener` until SIGINT/SIGTERM, then shuts down gracefully.
 pub async fn serve(config: Config, listener: TcpListener) -> std::io::Result<()> {
-    serve_with_shutdown(AppState::new(config), listener, shutdown_signal()).await
+    let state = AppState::open(config).map_err(std::io::Error::other)?;
+    serve_with_shutdown(state, listener, shutdown_signal()).await
 }
 
 /// Serves `state` on `listener` until `shutdown` completes; then stops accepting and waits for

@@ -1,0 +1,87 @@
+//! Extractors that authenticate a request: `AccessAuth` (a session access token) and
+//! `RefreshAuth` (a refresh token). Failures are the reference's XRPC errors.
+
+use crate::auth::{AccessClaims, AuthError, Credentials, RefreshClaims, parse_authorization};
+use crate::server::AppState;
+use crate::syntax::Did;
+use crate::xrpc::XrpcError;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+/// A request carrying a valid access token.
+#[derive(Debug, Clone)]
+pub struct AccessAuth {
+    pub did: Did,
+    pub claims: AccessClaims,
+}
+
+/// A request carrying a valid refresh token.
+#[derive(Debug, Clone)]
+pub struct RefreshAuth {
+    pub did: Did,
+    pub claims: RefreshClaims,
+}
+
+fn bearer(parts: &Parts) -> Result<String, XrpcError> {
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| XrpcError::invalid_token("Malformed authorization header"))
+        })
+        .transpose()?;
+    match parse_authorization(header).map_err(auth_error)? {
+        Some(Credentials::Bearer(token)) => Ok(token),
+        None => Err(XrpcError::auth_missing()),
+        Some(_) => Err(XrpcError::invalid_token("Unexpected authorization type")),
+    }
+}
+
+pub fn auth_error(e: AuthError) -> XrpcError {
+    match e {
+        AuthError::Missing => XrpcError::auth_missing(),
+        AuthError::Expired | AuthError::Revoked => XrpcError::expired_token(e.to_string()),
+        AuthError::Invalid(m) => XrpcError::invalid_token(m),
+        AuthError::Unauthorized(m) => XrpcError::authentication_required(m),
+    }
+}
+
+fn parse_sub(sub: &str) -> Result<Did, XrpcError> {
+    sub.parse()
+        .map_err(|_| XrpcError::invalid_token("Malformed token"))
+}
+
+impl FromRequestParts<AppState> for AccessAuth {
+    type Rejection = XrpcError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, XrpcError> {
+        let token = bearer(parts)?;
+        let claims = state
+            .pds()?
+            .tokens
+            .verify_access(&token, chrono::Utc::now().timestamp())
+            .map_err(auth_error)?;
+        Ok(AccessAuth {
+            did: parse_sub(&claims.sub)?,
+            claims,
+        })
+    }
+}
+
+impl FromRequestParts<AppState> for RefreshAuth {
+    type Rejection = XrpcError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, XrpcError> {
+        let token = bearer(parts)?;
+        let claims = state
+            .pds()?
+            .tokens
+            .verify_refresh(&token, chrono::Utc::now().timestamp())
+            .map_err(auth_error)?;
+        Ok(RefreshAuth {
+            did: parse_sub(&claims.sub)?,
+            claims,
+        })
+    }
+}

@@ -1,0 +1,426 @@
+//! The PDS's services: what XRPC handlers call. Holds the account database, the session token
+//! issuer and the PLC client, and knows where actor stores live.
+//!
+//! Invariants: SQLite work runs on blocking threads, never on the async runtime's workers; an
+//! account row exists only once its repo and (for new DIDs) its PLC genesis are in place, and a
+//! failed sign-up removes what it created.
+
+pub mod handle_policy;
+
+use crate::account::{self as acct, password};
+use crate::auth::{AuthScope, SessionTokens, TokenIssuer};
+use crate::config::Config;
+use crate::crypto::{Curve, Keypair};
+use crate::plc::client::PlcClient;
+use crate::plc::operation::PlcOperation;
+use crate::repo::Repo;
+use crate::store::account::{
+    Account, AccountError, AccountStore, LoginMethod, NewAccount, NewRefreshToken,
+};
+use crate::store::actor::{self, ActorStore};
+use crate::store::sqlite::Durability;
+use crate::syntax::{Did, Handle};
+use crate::xrpc::XrpcError;
+use chrono::Utc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// The PDS's shared services.
+pub struct Pds {
+    pub config: Arc<Config>,
+    accounts: Arc<Mutex<AccountStore>>,
+    pub tokens: TokenIssuer,
+    pub plc: PlcClient,
+    actors_dir: PathBuf,
+}
+
+/// What a new account sends.
+#[derive(Debug, Clone)]
+pub struct SignUp {
+    pub handle: String,
+    pub email: String,
+    pub password: String,
+    pub invite_code: Option<String>,
+    pub recovery_key: Option<String>,
+}
+
+/// A session handed to a client.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub account: Account,
+    pub tokens: SessionTokens,
+}
+
+impl Pds {
+    /// Opens the databases named by the configuration.
+    pub fn open(config: Arc<Config>) -> anyhow::Result<Pds> {
+        let accounts = AccountStore::open(&config.db.account_db)?;
+        let tokens = TokenIssuer::new(config.secrets.jwt_secret.expose(), &config.service.did);
+        let plc = PlcClient::new(&config.identity.plc_url)?;
+        Ok(Pds {
+            actors_dir: config.db.actor_store_directory.clone(),
+            accounts: Arc::new(Mutex::new(accounts)),
+            tokens,
+            plc,
+            config,
+        })
+    }
+
+    /// Runs `f` on the account database on a blocking thread.
+    pub async fn accounts<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut AccountStore) -> Result<R, AccountError> + Send + 'static,
+    ) -> Result<R, XrpcError> {
+        let accounts = self.accounts.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut store = accounts
+                .lock()
+                .map_err(|_| XrpcError::internal("account store lock poisoned"))?;
+            f(&mut store).map_err(account_error)
+        })
+        .await
+        .map_err(|e| XrpcError::internal(format!("account task failed: {e}")))?
+    }
+
+    /// The DID of a local account, by handle (for `/.well-known/atproto-did`).
+    pub fn local_handle_resolver(&self) -> impl Fn(&Handle) -> Option<Did> + Send + Sync + 'static {
+        let accounts = self.accounts.clone();
+        move |handle: &Handle| {
+            let store = accounts.lock().ok()?;
+            let account = store.get_account_by_handle(handle).ok()??;
+            account.is_active().then_some(account.did)
+        }
+    }
+
+    /// `createAccount` for a new did:plc: checks, repo, PLC genesis, then the account rows.
+    pub async fn create_account(&self, input: SignUp) -> Result<Session, XrpcError> {
+        if password::MAX_PASSWORD_LEN < utf16_len(&input.password) {
+            return Err(XrpcError::invalid_request("Password too long"));
+        }
+        if self.config.invites.required && input.invite_code.is_none() {
+            return Err(XrpcError::bad_request(
+                "InvalidInviteCode",
+                "No invite code provided",
+            ));
+        }
+        if !looks_like_email(&input.email) {
+            return Err(XrpcError::bad_request(
+                "InvalidEmail",
+                "This email address is not supported, please use a different email address.",
+            ));
+        }
+        let handle = handle_policy::check_service_handle(
+            &input.handle,
+            &self.config.identity.service_handle_domains,
+        )
+        .map_err(|e| XrpcError::bad_request(e.error_name(), e.to_string()))?;
+        {
+            let (h, e, code) = (
+                handle.clone(),
+                input.email.clone(),
+                input.invite_code.clone(),
+            );
+            self.accounts(move |s| {
+                if s.get_account_by_handle(&h)?.is_some() {
+                    return Err(AccountError::HandleTaken);
+                }
+                if s.get_account_by_email(&e)?.is_some() {
+                    return Err(AccountError::EmailTaken);
+                }
+                if let Some(code) = code {
+                    s.check_invite_code(&code)?;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        let password_scrypt = password::hash_password(&input.password)
+            .map_err(|e| XrpcError::invalid_request(e.to_string()))?;
+
+        // The DID comes from the signed genesis operation.
+        let signing_key = Keypair::generate(Curve::K256);
+        let mut rotation_keys = Vec::new();
+        if let Some(k) = &input.recovery_key {
+            rotation_keys.push(k.clone());
+        }
+        if let Some(k) = &self.config.identity.recovery_did_key {
+            rotation_keys.push(k.clone());
+        }
+        rotation_keys.push(
+            self.config
+                .secrets
+                .plc_rotation_key
+                .public_key()
+                .to_did_key(),
+        );
+        let genesis = PlcOperation::atproto_genesis(
+            rotation_keys,
+            &signing_key.public_key(),
+            &handle,
+            &self.config.service.public_url,
+        )
+        .sign(&self.config.secrets.plc_rotation_key)
+        .map_err(|e| XrpcError::invalid_request(format!("PLC operation: {e}")))?;
+        let did: Did = genesis
+            .did()
+            .ok()
+            .and_then(|d| d.parse().ok())
+            .ok_or_else(|| XrpcError::internal("could not derive a DID from the genesis op"))?;
+
+        // Repo first, so the account never exists without one.
+        let repo_root = self
+            .create_repo(&did, &signing_key)
+            .await
+            .inspect_err(|_| {
+                self.remove_actor_dir(&did);
+            })?;
+        if let Err(e) = self.plc.submit(did.as_str(), &genesis).await {
+            self.remove_actor_dir(&did);
+            return Err(XrpcError::bad_request(
+                "InvalidRequest",
+                format!("PLC directory refused the DID: {e}"),
+            ));
+        }
+
+        let tokens = self
+            .tokens
+            .issue(&did, AuthScope::Access, None, Utc::now().timestamp())
+            .map_err(|e| XrpcError::internal(e.to_string()))?;
+        let refresh_expiry = chrono::DateTime::from_timestamp(tokens.refresh.exp, 0)
+            .unwrap_or_else(|| Utc::now() + acct::REFRESH_TOKEN_TTL);
+        let result = {
+            let (did, handle, email, code, jti) = (
+                did.clone(),
+                handle.clone(),
+                input.email.clone(),
+                input.invite_code.clone(),
+                tokens.refresh.jti.clone(),
+            );
+            self.accounts(move |s| {
+                s.create_account(&NewAccount {
+                    did: &did,
+                    handle: &handle,
+                    email: &email,
+                    password_scrypt: &password_scrypt,
+                    invite_code: code.as_deref(),
+                    deactivated: false,
+                    refresh_token: Some(NewRefreshToken {
+                        id: &jti,
+                        expires_at: refresh_expiry,
+                        app_password_name: None,
+                    }),
+                    repo_root: Some((&repo_root.0, &repo_root.1)),
+                })
+            })
+            .await
+        };
+        match result {
+            Ok(account) => Ok(Session { account, tokens }),
+            Err(e) => {
+                // The DID stays registered at the PLC (as the reference, which only tombstones
+                // on later failures); the repo is removed so a retry starts clean.
+                self.remove_actor_dir(&did);
+                Err(e)
+            }
+        }
+    }
+
+    async fn create_repo(
+        &self,
+        did: &Did,
+        key: &Keypair,
+    ) -> Result<(crate::data::Cid, String), XrpcError> {
+        let (actors, did, key) = (self.actors_dir.clone(), did.clone(), key.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            actor::write_signing_key(&actors, did.as_str(), &key)?;
+            let mut store = ActorStore::open(
+                &actor::store_path(&actors, did.as_str()),
+                did.as_str(),
+                Durability::Full,
+            )?;
+            let (repo, genesis) = Repo::create(did.clone(), &key)?;
+            store.apply_commit(&genesis)?;
+            Ok((repo.commit_cid(), repo.rev().to_string()))
+        })
+        .await
+        .map_err(|e| XrpcError::internal(format!("repo task failed: {e}")))?
+        .map_err(|e| XrpcError::internal(format!("creating the repo failed: {e:#}")))
+    }
+
+    fn remove_actor_dir(&self, did: &Did) {
+        let dir = actor::actor_dir(&self.actors_dir, did.as_str());
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not clean up actor directory");
+        }
+    }
+
+    /// `createSession`: handle, email or DID plus the account or an app password.
+    pub async fn create_session(&self, identifier: &str, pw: &str) -> Result<Session, XrpcError> {
+        // One message for unknown accounts and wrong passwords, so logins can't probe accounts.
+        let invalid = || XrpcError::authentication_required("Invalid identifier or password");
+        if utf16_len(pw) > password::MAX_LOGIN_PASSWORD_LEN {
+            return Err(invalid());
+        }
+        let (identifier, pw) = (identifier.trim().to_ascii_lowercase(), pw.to_string());
+        let found = self
+            .accounts(move |s| {
+                let Some(account) = s.get_account_by_identifier(&identifier)? else {
+                    return Ok(None);
+                };
+                let method = s.check_login(&account.did, &pw)?;
+                Ok(method.map(|m| (account, m)))
+            })
+            .await?;
+        let Some((account, method)) = found else {
+            return Err(invalid());
+        };
+        if account.takedown_ref.is_some() {
+            return Err(XrpcError::bad_request(
+                "AccountTakedown",
+                "Account has been taken down",
+            ));
+        }
+        let (scope, app_password) = match method {
+            LoginMethod::Password => (AuthScope::Access, None),
+            LoginMethod::AppPassword {
+                name,
+                privileged: true,
+            } => (AuthScope::AppPassPrivileged, Some(name)),
+            LoginMethod::AppPassword {
+                name,
+                privileged: false,
+            } => (AuthScope::AppPass, Some(name)),
+        };
+        let tokens = self
+            .issue_and_store(&account.did, scope, app_password, None)
+            .await?;
+        Ok(Session { account, tokens })
+    }
+
+    /// `refreshSession`: rotates the refresh token (with the reference's grace window).
+    pub async fn refresh_session(&self, jti: &str) -> Result<Session, XrpcError> {
+        let (id, candidate) = (jti.to_string(), acct::generate_refresh_token_id());
+        let now = Utc::now();
+        let rotated = self
+            .accounts(move |s| {
+                let Some(rotation) =
+                    s.rotate_refresh_token(&id, &candidate, now + acct::REFRESH_TOKEN_TTL, now)?
+                else {
+                    return Ok(None);
+                };
+                let account = s.get_account(&rotation.did)?;
+                let privileged = match &rotation.app_password_name {
+                    Some(name) => s
+                        .list_app_passwords(&rotation.did)?
+                        .into_iter()
+                        .find(|p| &p.name == name)
+                        .map(|p| p.privileged),
+                    None => None,
+                };
+                Ok(account.map(|a| (a, rotation, privileged)))
+            })
+            .await?;
+        let Some((account, rotation, privileged)) = rotated else {
+            return Err(XrpcError::expired_token("Token has been revoked"));
+        };
+        let scope = match privileged {
+            None => AuthScope::Access,
+            Some(true) => AuthScope::AppPassPrivileged,
+            Some(false) => AuthScope::AppPass,
+        };
+        // The successor's row was written by the rotation; only the JWTs are minted here.
+        let tokens = self
+            .tokens
+            .issue(
+                &account.did,
+                scope,
+                Some(rotation.next_id),
+                Utc::now().timestamp(),
+            )
+            .map_err(|e| XrpcError::internal(e.to_string()))?;
+        Ok(Session { account, tokens })
+    }
+
+    /// `deleteSession`: revokes the refresh token.
+    pub async fn delete_session(&self, jti: &str) -> Result<(), XrpcError> {
+        let id = jti.to_string();
+        self.accounts(move |s| s.revoke_refresh_token(&id).map(drop))
+            .await
+    }
+
+    /// The account behind a verified token.
+    pub async fn account(&self, did: &Did) -> Result<Account, XrpcError> {
+        let did = did.clone();
+        self.accounts(move |s| s.get_account(&did))
+            .await?
+            .ok_or_else(|| XrpcError::bad_request("AccountNotFound", "Account not found"))
+    }
+
+    async fn issue_and_store(
+        &self,
+        did: &Did,
+        scope: AuthScope,
+        app_password: Option<String>,
+        jti: Option<String>,
+    ) -> Result<SessionTokens, XrpcError> {
+        let tokens = self
+            .tokens
+            .issue(did, scope, jti, Utc::now().timestamp())
+            .map_err(|e| XrpcError::internal(e.to_string()))?;
+        let expires = chrono::DateTime::from_timestamp(tokens.refresh.exp, 0)
+            .unwrap_or_else(|| Utc::now() + acct::REFRESH_TOKEN_TTL);
+        let (did, id) = (did.clone(), tokens.refresh.jti.clone());
+        self.accounts(move |s| {
+            s.create_refresh_token(
+                &did,
+                &NewRefreshToken {
+                    id: &id,
+                    expires_at: expires,
+                    app_password_name: app_password.as_deref(),
+                },
+            )
+        })
+        .await?;
+        Ok(tokens)
+    }
+}
+
+/// JavaScript's `.length`, which the reference's password limits count.
+fn utf16_len(s: &str) -> usize {
+    s.encode_utf16().count()
+}
+
+/// The reference's basic email shape check (a full RFC parse is not what it does either).
+fn looks_like_email(email: &str) -> bool {
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && email.len() <= 254
+        && !email.chars().any(char::is_whitespace)
+}
+
+/// Account-store errors as the reference names them.
+fn account_error(e: AccountError) -> XrpcError {
+    match e {
+        AccountError::HandleTaken => {
+            XrpcError::bad_request("HandleNotAvailable", "Handle already taken")
+        }
+        AccountError::EmailTaken => XrpcError::bad_request("InvalidRequest", "Email already taken"),
+        AccountError::AccountExists => {
+            XrpcError::bad_request("AlreadyExists", "Account already exists")
+        }
+        AccountError::InvalidInviteCode => {
+            XrpcError::bad_request("InvalidInviteCode", "Provided invite code not available")
+        }
+        AccountError::NotFound(what) => {
+            XrpcError::bad_request("NotFound", format!("{what} not found"))
+        }
+        other => XrpcError::internal(other.to_string()),
+    }
+}

@@ -1,0 +1,325 @@
+//! Accounts and sessions over real HTTP: berth's server and its PLC directory on 127.0.0.1,
+//! driven with reqwest. The reference-client version of these checks is in tests/interop/.
+
+use berth::config::Config;
+use berth::server::AppState;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+struct Harness {
+    url: String,
+    plc_url: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let plc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let plc_url = format!(
+        "http://localhost:{}",
+        plc_listener.local_addr().unwrap().port()
+    );
+    let plc =
+        berth::plc::directory::router(berth::plc::directory::DirectoryState::in_memory().unwrap());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (plc_stop_tx, plc_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        axum::serve(plc_listener, plc)
+            .with_graceful_shutdown(async {
+                let _ = plc_stop_rx.await;
+            })
+            .await
+            .unwrap();
+    });
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let config = Config::for_testing(
+        dir.path(),
+        &[
+            ("PDS_PORT", &port),
+            ("PDS_HOSTNAME", "localhost"),
+            ("PDS_DID_PLC_URL", &plc_url),
+            ("PDS_INVITE_REQUIRED", "false"),
+            ("PDS_SERVICE_DID", &format!("did:web:localhost%3A{port}")),
+        ],
+    )
+    .unwrap();
+    let state = AppState::open(config).unwrap();
+    tokio::spawn(async move {
+        berth::server::serve_with_shutdown(state, listener, async {
+            let _ = stop_rx.await;
+            let _ = plc_stop_tx.send(());
+        })
+        .await
+        .unwrap();
+    });
+    Harness {
+        url: format!("http://127.0.0.1:{port}"),
+        plc_url,
+        http: reqwest::Client::new(),
+        _dir: dir,
+        _stop: stop_tx,
+    }
+}
+
+impl Harness {
+    async fn post(&self, nsid: &str, body: Value, token: Option<&str>) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}/xrpc/{nsid}", self.url))
+            .json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.unwrap();
+        (res.status(), res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, nsid: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut req = self.http.get(format!("{}/xrpc/{nsid}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.unwrap();
+        (res.status(), res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn create(&self, handle: &str, email: &str) -> (StatusCode, Value) {
+        self.post(
+            "com.atproto.server.createAccount",
+            json!({"handle": handle, "email": email, "password": "correct horse"}),
+            None,
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn sign_up_log_in_refresh_log_out() {
+    let h = start().await;
+    let (status, created) = h.create("alice.test", "alice@example.com").await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let did = created["did"].as_str().unwrap().to_string();
+    assert!(did.starts_with("did:plc:"));
+    assert_eq!(created["handle"], "alice.test");
+
+    // The DID document at the PLC points here, with the handle and a signing key.
+    let doc: Value = h
+        .http
+        .get(format!("{}/{did}", h.plc_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["alsoKnownAs"][0], "at://alice.test");
+    assert_eq!(
+        doc["service"][0]["serviceEndpoint"],
+        h.url.replace("127.0.0.1", "localhost")
+    );
+    assert!(
+        doc["verificationMethod"][0]["publicKeyMultibase"]
+            .as_str()
+            .unwrap()
+            .starts_with("zQ3s")
+    );
+
+    // Log in by handle (any case), email and DID.
+    for id in [
+        "alice.test",
+        "ALICE.test",
+        "alice@example.com",
+        did.as_str(),
+    ] {
+        let (status, s) = h
+            .post(
+                "com.atproto.server.createSession",
+                json!({"identifier": id, "password": "correct horse"}),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{id}: {s}");
+        assert_eq!(s["did"], did.as_str());
+    }
+    let (_, session) = h
+        .post(
+            "com.atproto.server.createSession",
+            json!({"identifier": "alice.test", "password": "correct horse"}),
+            None,
+        )
+        .await;
+    let access = session["accessJwt"].as_str().unwrap();
+    let refresh = session["refreshJwt"].as_str().unwrap();
+    let (status, me) = h.get("com.atproto.server.getSession", Some(access)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (
+            me["did"].as_str(),
+            me["handle"].as_str(),
+            me["active"].as_bool()
+        ),
+        (Some(did.as_str()), Some("alice.test"), Some(true))
+    );
+
+    // Tokens are not interchangeable.
+    let (status, err) = h.get("com.atproto.server.getSession", Some(refresh)).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("InvalidToken"))
+    );
+    let (status, err) = h
+        .post("com.atproto.server.refreshSession", json!({}), Some(access))
+        .await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("InvalidToken"))
+    );
+    let (status, err) = h.get("com.atproto.server.getSession", None).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("AuthMissing"))
+    );
+
+    // Refresh rotates; the new pair works.
+    let (status, next) = h
+        .post(
+            "com.atproto.server.refreshSession",
+            json!({}),
+            Some(refresh),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{next}");
+    let next_refresh = next["refreshJwt"].as_str().unwrap();
+    assert_ne!(next_refresh, refresh);
+    assert_eq!(
+        h.get("com.atproto.server.getSession", next["accessJwt"].as_str())
+            .await
+            .0,
+        StatusCode::OK
+    );
+
+    // Logging out revokes the refresh token.
+    assert_eq!(
+        h.post(
+            "com.atproto.server.deleteSession",
+            json!({}),
+            Some(next_refresh)
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    let (status, err) = h
+        .post(
+            "com.atproto.server.refreshSession",
+            json!({}),
+            Some(next_refresh),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("ExpiredToken"))
+    );
+}
+
+#[tokio::test]
+async fn bad_sign_ups_and_logins_are_refused_with_the_reference_errors() {
+    let h = start().await;
+    assert_eq!(
+        h.create("bob.test", "bob@example.com").await.0,
+        StatusCode::OK
+    );
+    let cases = [
+        (("bob.test", "other@example.com"), "HandleNotAvailable"),
+        (("BOB.test", "other@example.com"), "HandleNotAvailable"),
+        (("carol.test", "BOB@example.com"), "InvalidRequest"),
+        (("admin.test", "x@example.com"), "HandleNotAvailable"),
+        (("ab.test", "x@example.com"), "InvalidHandle"),
+        (("a.b.test", "x@example.com"), "InvalidHandle"),
+        (("carol.example.com", "x@example.com"), "UnsupportedDomain"),
+        (("carol..test", "x@example.com"), "InvalidHandle"),
+        (("carol.test", "not-an-email"), "InvalidEmail"),
+    ];
+    for ((handle, email), error) in cases {
+        let (status, body) = h.create(handle, email).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(error)),
+            "{handle} / {email}: {body}"
+        );
+    }
+    let (status, body) = h
+        .post(
+            "com.atproto.server.createAccount",
+            json!({"handle": "dave.test", "email": "d@example.com", "password": "x".repeat(257)}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("InvalidRequest"))
+    );
+    let (status, body) = h
+        .post(
+            "com.atproto.server.createAccount",
+            json!({"handle": "dave.test", "email": "d@example.com", "password": "pw", "plcOp": {}}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("InvalidRequest"))
+    );
+    let (status, _) = h
+        .post(
+            "com.atproto.server.createAccount",
+            json!({"handle": 7}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Unknown account and wrong password look the same.
+    let (s1, wrong) = h
+        .post(
+            "com.atproto.server.createSession",
+            json!({"identifier": "bob.test", "password": "nope"}),
+            None,
+        )
+        .await;
+    let (s2, unknown) = h
+        .post(
+            "com.atproto.server.createSession",
+            json!({"identifier": "nobody.test", "password": "nope"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s1, s2),
+        (StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED)
+    );
+    assert_eq!(wrong, unknown);
+    let (status, _) = h
+        .post(
+            "com.atproto.server.createSession",
+            json!({"identifier": "bob.test", "password": "x".repeat(100_000)}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // A forged token.
+    let (status, err) = h
+        .get(
+            "com.atproto.server.getSession",
+            Some("eyJhbGciOiJIUzI1NiJ9.e30.AAAA"),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("InvalidToken"))
+    );
+}
