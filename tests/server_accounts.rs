@@ -323,3 +323,142 @@ async fn bad_sign_ups_and_logins_are_refused_with_the_reference_errors() {
         (StatusCode::BAD_REQUEST, Some("InvalidToken"))
     );
 }
+
+#[tokio::test]
+async fn handles_resolve_and_change() {
+    let h = start().await;
+    let (_, created) = h.create("erin.test", "erin@example.com").await;
+    let did = created["did"].as_str().unwrap().to_string();
+    let access = created["accessJwt"].as_str().unwrap().to_string();
+    let resolve = |handle: &str| {
+        let url = format!(
+            "{}/xrpc/com.atproto.identity.resolveHandle?handle={handle}",
+            h.url
+        );
+        let http = h.http.clone();
+        async move {
+            let res = http.get(url).send().await.unwrap();
+            (res.status(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = resolve("ERIN.test").await;
+    assert_eq!(
+        (status, body["did"].as_str()),
+        (StatusCode::OK, Some(did.as_str()))
+    );
+    let (status, body) = resolve("nobody.test").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("HandleNotFound"))
+    );
+    let (status, body) = resolve("not a handle").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("InvalidRequest"))
+    );
+
+    // Change to another service-domain handle: PLC document, lookups and session follow.
+    let (status, body) = h
+        .post(
+            "com.atproto.identity.updateHandle",
+            json!({"handle": "erin2.test"}),
+            Some(&access),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let doc: Value = h
+        .http
+        .get(format!("{}/{did}", h.plc_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["alsoKnownAs"][0], "at://erin2.test");
+    let log: Value = h
+        .http
+        .get(format!("{}/{did}/log/audit", h.plc_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(log.as_array().unwrap().len(), 2);
+    assert_eq!(resolve("erin2.test").await.1["did"], did.as_str());
+    assert_eq!(resolve("erin.test").await.1["error"], "HandleNotFound");
+    assert_eq!(
+        h.get("com.atproto.server.getSession", Some(&access))
+            .await
+            .1["handle"],
+        "erin2.test"
+    );
+    // Setting the same handle again changes nothing at the PLC.
+    assert_eq!(
+        h.post(
+            "com.atproto.identity.updateHandle",
+            json!({"handle": "erin2.test"}),
+            Some(&access)
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    let log: Value = h
+        .http
+        .get(format!("{}/{did}/log/audit", h.plc_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(log.as_array().unwrap().len(), 2);
+
+    // Someone else's handle, a reserved one, and an unauthenticated call are refused.
+    h.create("frank.test", "frank@example.com").await;
+    let (status, body) = h
+        .post(
+            "com.atproto.identity.updateHandle",
+            json!({"handle": "frank.test"}),
+            Some(&access),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("HandleNotAvailable"))
+    );
+    let (status, body) = h
+        .post(
+            "com.atproto.identity.updateHandle",
+            json!({"handle": "www.test"}),
+            Some(&access),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("HandleNotAvailable"))
+    );
+    let (status, _) = h
+        .post(
+            "com.atproto.identity.updateHandle",
+            json!({"handle": "erin3.test"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let doc: Value = h
+        .http
+        .get(format!("{}/{did}", h.plc_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        doc["alsoKnownAs"][0], "at://erin2.test",
+        "refused changes left the DID document alone"
+    );
+}

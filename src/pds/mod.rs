@@ -6,11 +6,13 @@
 //! failed sign-up removes what it created.
 
 pub mod handle_policy;
+mod identity;
 
 use crate::account::{self as acct, password};
 use crate::auth::{AuthScope, SessionTokens, TokenIssuer};
 use crate::config::Config;
 use crate::crypto::{Curve, Keypair};
+use crate::identity::{HandleResolver, IdentityConfig};
 use crate::plc::client::PlcClient;
 use crate::plc::operation::PlcOperation;
 use crate::repo::Repo;
@@ -31,6 +33,9 @@ pub struct Pds {
     accounts: Arc<Mutex<AccountStore>>,
     pub tokens: TokenIssuer,
     pub plc: PlcClient,
+    /// Resolves handles on other domains (DNS TXT, then HTTPS), with the SSRF guard on
+    /// outside dev mode.
+    pub handles: HandleResolver,
     actors_dir: PathBuf,
 }
 
@@ -57,7 +62,9 @@ impl Pds {
         let accounts = AccountStore::open(&config.db.account_db)?;
         let tokens = TokenIssuer::new(config.secrets.jwt_secret.expose(), &config.service.did);
         let plc = PlcClient::new(&config.identity.plc_url)?;
+        let handles = HandleResolver::new(identity_config(&config))?;
         Ok(Pds {
+            handles,
             actors_dir: config.db.actor_store_directory.clone(),
             accounts: Arc::new(Mutex::new(accounts)),
             tokens,
@@ -384,6 +391,27 @@ impl Pds {
         })
         .await?;
         Ok(tokens)
+    }
+}
+
+/// Outbound identity lookups: dev mode (or `PDS_DISABLE_SSRF_PROTECTION`) allows loopback and
+/// private addresses and plain http, as the reference's dev mode does.
+fn identity_config(config: &Config) -> IdentityConfig {
+    let relaxed = config.service.dev_mode || config.fetch.disable_ssrf_protection;
+    IdentityConfig {
+        plc_url: config.identity.plc_url.clone(),
+        timeout: config.identity.resolver_timeout,
+        stale_ttl: config.identity.cache_stale_ttl,
+        max_ttl: config.identity.cache_max_ttl,
+        backup_nameservers: config
+            .identity
+            .handle_backup_nameservers
+            .iter()
+            .filter_map(|s| s.parse().ok().or_else(|| format!("{s}:53").parse().ok()))
+            .collect(),
+        allow_private_addresses: relaxed,
+        insecure_http: config.service.dev_mode,
+        ..IdentityConfig::default()
     }
 }
 

@@ -137,6 +137,7 @@ impl std::fmt::Debug for AppState {
 pub fn xrpc_methods() -> XrpcRoutes {
     XrpcRoutes::new()
         .merge(describe::routes())
+        .merge(crate::api::com::atproto::identity::routes())
         .merge(crate::api::com::atproto::server::routes())
 }
 
