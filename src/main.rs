@@ -24,6 +24,16 @@ enum Command {
         #[arg(long, default_value = "0.0.0.0")]
         bind: std::net::IpAddr,
     },
+    /// Start a local PLC directory and PDS on loopback with a demo account (no network needed).
+    Dev {
+        /// Where the dev setup keeps its data and secrets (reused on the next run).
+        #[arg(long, default_value = "berth-dev")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 2583)]
+        port: u16,
+        #[arg(long, default_value_t = 2582)]
+        plc_port: u16,
+    },
     /// Run a did:plc directory (validating every operation), for development and mirrors.
     Plc {
         /// SQLite database file.
@@ -107,6 +117,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { env_file, bind } => serve(env_file, bind),
         Command::Plc { db, port, bind } => plc(db, port, bind),
+        Command::Dev {
+            dir,
+            port,
+            plc_port,
+        } => dev(dir, port, plc_port),
         Command::Repo { command } => repo(command),
         Command::Car {
             command: CarCommand::Inspect { path },
@@ -130,7 +145,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn serve(env_file: Option<PathBuf>, bind: std::net::IpAddr) -> anyhow::Result<()> {
@@ -145,6 +163,27 @@ fn serve(env_file: Option<PathBuf>, bind: std::net::IpAddr) -> anyhow::Result<()
         berth::server::serve(config, listener).await?;
         Ok(())
     })
+}
+
+fn dev(dir: PathBuf, port: u16, plc_port: u16) -> anyhow::Result<()> {
+    init_tracing();
+    runtime()?.block_on(berth::tools::dev::run(
+        &dir,
+        port,
+        plc_port,
+        |s| {
+            println!(
+                "berth dev is running (Ctrl-C to stop); data in {}",
+                dir.display()
+            );
+            println!("  PDS:      {}", s.pds_url);
+            println!("  PLC:      {}", s.plc_url);
+            println!("  handle:   {}", s.handle);
+            println!("  password: {}", s.password);
+            println!("  DID:      {}", s.did);
+        },
+        berth::server::shutdown_signal(),
+    ))
 }
 
 fn plc(db: PathBuf, port: u16, bind: std::net::IpAddr) -> anyhow::Result<()> {
