@@ -2,6 +2,7 @@
 // whose DIDs are registered at the reference PLC directory (@did-plc/server).
 import test from 'node:test'
 import assert from 'node:assert/strict'
+import http from 'node:http'
 import { AtpAgent } from '@atproto/api'
 import { startReferencePlc, startBerth } from '../lib/harness.mjs'
 
@@ -55,6 +56,23 @@ test('@atproto/api accounts and sessions against berth + the reference PLC', asy
     new AtpAgent({ service: pds.url }).createAccount({ handle: 'al.test', email: 'y@example.com', password: 'pw-pw-pw-pw' }),
     (e) => e.error === 'InvalidHandle',
   )
+
+  // Change the handle through the client; the reference PLC and resolveHandle follow.
+  await agent.com.atproto.identity.updateHandle({ handle: 'alice2.test' })
+  const resolved = await agent.com.atproto.identity.resolveHandle({ handle: 'alice2.test' })
+  assert.equal(resolved.data.did, did)
+  const doc2 = await (await fetch(`${plc.url}/${did}`)).json()
+  assert.deepEqual(doc2.alsoKnownAs, ['at://alice2.test'])
+  await assert.rejects(agent.com.atproto.identity.resolveHandle({ handle: 'alice.test' }), (e) => e.error === 'HandleNotFound')
+  // fetch() drops a custom Host header, so ask with node:http.
+  const wellKnown = await new Promise((resolve, reject) => {
+    http.get(`${pds.url}/.well-known/atproto-did`, { headers: { host: 'alice2.test' } }, (res) => {
+      let body = ''
+      res.on('data', (d) => (body += d))
+      res.on('end', () => resolve(body))
+    }).on('error', reject)
+  })
+  assert.equal(wellKnown.trim(), did)
 
   // Log out: the refresh token stops working.
   const refreshJwt = agent.session.refreshJwt
