@@ -5,8 +5,11 @@
 //! account row exists only once its repo and (for new DIDs) its PLC genesis are in place, and a
 //! failed sign-up removes what it created.
 
+mod app_passwords;
 pub mod handle_policy;
 mod identity;
+mod invites;
+mod signing_keys;
 
 use crate::account::{self as acct, password};
 use crate::auth::{AuthScope, SessionTokens, TokenIssuer};

@@ -1,13 +1,18 @@
 //! `com.atproto.server.*`: accounts and sessions.
 
+use crate::account::ADMIN_INVITE_ACCOUNT;
 use crate::api::auth::{AccessAuth, RefreshAuth};
+use crate::auth::{AuthScope, parse_authorization, verify_admin};
 use crate::pds::{Session, SignUp};
 use crate::server::AppState;
 use crate::server::XrpcRoutes;
-use crate::store::account::{Account, AccountStatus};
-use crate::xrpc::{XrpcError, XrpcJson};
+use crate::store::account::{Account, AccountStatus, InviteCode};
+use crate::syntax::Did;
+use crate::xrpc::{XrpcError, XrpcJson, XrpcQuery};
 use axum::Json;
 use axum::extract::State;
+use axum::http::HeaderMap;
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -18,6 +23,16 @@ pub fn routes() -> XrpcRoutes {
         .query("com.atproto.server.getSession", get_session)
         .procedure("com.atproto.server.refreshSession", refresh_session)
         .procedure("com.atproto.server.deleteSession", delete_session)
+        .procedure("com.atproto.server.createAppPassword", create_app_password)
+        .query("com.atproto.server.listAppPasswords", list_app_passwords)
+        .procedure("com.atproto.server.revokeAppPassword", revoke_app_password)
+        .procedure("com.atproto.server.createInviteCode", create_invite_code)
+        .procedure("com.atproto.server.createInviteCodes", create_invite_codes)
+        .query(
+            "com.atproto.server.getAccountInviteCodes",
+            get_account_invite_codes,
+        )
+        .procedure("com.atproto.server.reserveSigningKey", reserve_signing_key)
 }
 
 #[derive(Deserialize)]
@@ -147,4 +162,249 @@ fn session_json(session: &Session, with_email: bool) -> Value {
     out["accessJwt"] = json!(session.tokens.access_jwt);
     out["refreshJwt"] = json!(session.tokens.refresh_jwt);
     out
+}
+
+// ----- scopes and admin auth ----------------------------------------------------------------
+
+/// The reference's standard access: a password or app-password session.
+fn require_standard(auth: &AccessAuth) -> Result<(), XrpcError> {
+    match auth.claims.scope {
+        AuthScope::Access | AuthScope::AppPassPrivileged | AuthScope::AppPass => Ok(()),
+        _ => Err(XrpcError::invalid_token("Bad token scope")),
+    }
+}
+
+/// The reference's full access: a password session only (app passwords are refused).
+fn require_full(auth: &AccessAuth) -> Result<(), XrpcError> {
+    match auth.claims.scope {
+        AuthScope::Access => Ok(()),
+        _ => Err(XrpcError::invalid_token("Bad token scope")),
+    }
+}
+
+/// Admin Basic auth (`admin:<PDS_ADMIN_PASSWORD>`). Missing, malformed or wrong credentials
+/// are all the reference's bare 401 `AuthenticationRequired`.
+fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), XrpcError> {
+    let refused = || XrpcError::authentication_required("Authentication Required");
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|v| v.to_str().map_err(|_| refused()))
+        .transpose()?;
+    let credentials = parse_authorization(header)
+        .map_err(|_| refused())?
+        .ok_or_else(refused)?;
+    verify_admin(&credentials, state.config.secrets.admin_password.expose()).map_err(|_| refused())
+}
+
+/// Datetimes as the reference writes them (`toISOString()`: milliseconds, `Z`).
+fn iso(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+// ----- app passwords ------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct CreateAppPasswordInput {
+    name: String,
+    privileged: Option<bool>,
+}
+
+async fn create_app_password(
+    State(state): State<AppState>,
+    auth: AccessAuth,
+    XrpcJson(input): XrpcJson<CreateAppPasswordInput>,
+) -> Result<Json<Value>, XrpcError> {
+    require_full(&auth)?;
+    let created = state
+        .pds()?
+        .create_app_password(&auth.did, &input.name, input.privileged.unwrap_or(false))
+        .await?;
+    Ok(Json(json!({
+        "name": created.name,
+        "password": created.password,
+        "createdAt": iso(&created.created_at),
+        "privileged": created.privileged,
+    })))
+}
+
+async fn list_app_passwords(
+    State(state): State<AppState>,
+    auth: AccessAuth,
+) -> Result<Json<Value>, XrpcError> {
+    require_standard(&auth)?;
+    let passwords = state.pds()?.list_app_passwords(&auth.did).await?;
+    let passwords: Vec<Value> = passwords
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "createdAt": iso(&p.created_at),
+                "privileged": p.privileged,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "passwords": passwords })))
+}
+
+#[derive(Deserialize)]
+struct RevokeAppPasswordInput {
+    name: String,
+}
+
+async fn revoke_app_password(
+    State(state): State<AppState>,
+    auth: AccessAuth,
+    XrpcJson(input): XrpcJson<RevokeAppPasswordInput>,
+) -> Result<Json<Value>, XrpcError> {
+    require_standard(&auth)?;
+    state
+        .pds()?
+        .revoke_app_password(&auth.did, &input.name)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+// ----- invite codes -------------------------------------------------------------------------
+
+/// A Lexicon `integer` that must fit the store's unsigned counts.
+fn count_param<T: TryFrom<i64>>(value: i64, field: &str) -> Result<T, XrpcError> {
+    T::try_from(value)
+        .map_err(|_| XrpcError::invalid_request(format!("Input/{field} is out of range")))
+}
+
+fn did_param(value: &str, field: &str) -> Result<String, XrpcError> {
+    value
+        .parse::<Did>()
+        .map(|d| d.to_string())
+        .map_err(|_| XrpcError::invalid_request(format!("Input/{field} must be a valid did")))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateInviteCodeInput {
+    use_count: i64,
+    for_account: Option<String>,
+}
+
+async fn create_invite_code(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    XrpcJson(input): XrpcJson<CreateInviteCodeInput>,
+) -> Result<Json<Value>, XrpcError> {
+    require_admin(&state, &headers)?;
+    let uses = count_param(input.use_count, "useCount")?;
+    let account = match &input.for_account {
+        Some(a) => did_param(a, "forAccount")?,
+        None => ADMIN_INVITE_ACCOUNT.to_string(),
+    };
+    let minted = state
+        .pds()?
+        .create_invite_codes(vec![account], 1, uses)
+        .await?;
+    let code = minted
+        .into_iter()
+        .next()
+        .and_then(|(_, codes)| codes.into_iter().next())
+        .ok_or_else(|| XrpcError::internal("no invite code was minted"))?;
+    Ok(Json(json!({ "code": code })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateInviteCodesInput {
+    code_count: Option<i64>,
+    use_count: i64,
+    for_accounts: Option<Vec<String>>,
+}
+
+async fn create_invite_codes(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    XrpcJson(input): XrpcJson<CreateInviteCodesInput>,
+) -> Result<Json<Value>, XrpcError> {
+    require_admin(&state, &headers)?;
+    let uses = count_param(input.use_count, "useCount")?;
+    let count = count_param(input.code_count.unwrap_or(1), "codeCount")?;
+    let accounts = match &input.for_accounts {
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, a)| did_param(a, &format!("forAccounts/{i}")))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => vec![ADMIN_INVITE_ACCOUNT.to_string()],
+    };
+    let minted = state
+        .pds()?
+        .create_invite_codes(accounts, count, uses)
+        .await?;
+    let codes: Vec<Value> = minted
+        .into_iter()
+        .map(|(account, codes)| json!({ "account": account, "codes": codes }))
+        .collect();
+    Ok(Json(json!({ "codes": codes })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GetAccountInviteCodesParams {
+    include_used: Option<bool>,
+    create_available: Option<bool>,
+}
+
+async fn get_account_invite_codes(
+    State(state): State<AppState>,
+    auth: AccessAuth,
+    XrpcQuery(params): XrpcQuery<GetAccountInviteCodesParams>,
+) -> Result<Json<Value>, XrpcError> {
+    require_full(&auth)?;
+    let codes = state
+        .pds()?
+        .account_invite_codes(
+            &auth.did,
+            params.include_used.unwrap_or(true),
+            params.create_available.unwrap_or(true),
+        )
+        .await?;
+    let codes: Vec<Value> = codes.iter().map(invite_code_json).collect();
+    Ok(Json(json!({ "codes": codes })))
+}
+
+/// `com.atproto.server.defs#inviteCode`.
+fn invite_code_json(code: &InviteCode) -> Value {
+    let uses: Vec<Value> = code
+        .uses
+        .iter()
+        .map(|u| json!({ "usedBy": u.used_by, "usedAt": iso(&u.used_at) }))
+        .collect();
+    json!({
+        "code": code.code,
+        "available": code.available_uses,
+        "disabled": code.disabled,
+        "forAccount": code.for_account,
+        "createdBy": code.created_by,
+        "createdAt": iso(&code.created_at),
+        "uses": uses,
+    })
+}
+
+// ----- signing keys -------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct ReserveSigningKeyInput {
+    did: Option<String>,
+}
+
+async fn reserve_signing_key(
+    State(state): State<AppState>,
+    XrpcJson(input): XrpcJson<ReserveSigningKeyInput>,
+) -> Result<Json<Value>, XrpcError> {
+    let did = input
+        .did
+        .map(|d| {
+            d.parse::<Did>()
+                .map_err(|_| XrpcError::invalid_request("Input/did must be a valid did"))
+        })
+        .transpose()?;
+    let signing_key = state.pds()?.reserve_signing_key(did).await?;
+    Ok(Json(json!({ "signingKey": signing_key })))
 }
