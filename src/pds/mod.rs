@@ -39,6 +39,8 @@ pub struct Pds {
     /// Resolves handles on other domains (DNS TXT, then HTTPS), with the SSRF guard on
     /// outside dev mode.
     pub handles: HandleResolver,
+    /// Bounds concurrent password hashing (see `create_session`).
+    password_checks: tokio::sync::Semaphore,
     actors_dir: PathBuf,
 }
 
@@ -66,7 +68,9 @@ impl Pds {
         let tokens = TokenIssuer::new(config.secrets.jwt_secret.expose(), &config.service.did);
         let plc = PlcClient::new(&config.identity.plc_url)?;
         let handles = HandleResolver::new(identity_config(&config))?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Pds {
+            password_checks: tokio::sync::Semaphore::new(cores),
             handles,
             actors_dir: config.db.actor_store_directory.clone(),
             accounts: Arc::new(Mutex::new(accounts)),
@@ -273,17 +277,32 @@ impl Pds {
         if utf16_len(pw) > password::MAX_LOGIN_PASSWORD_LEN {
             return Err(invalid());
         }
-        let (identifier, pw) = (identifier.trim().to_ascii_lowercase(), pw.to_string());
+        let identifier = identifier.trim().to_ascii_lowercase();
         let found = self
             .accounts(move |s| {
                 let Some(account) = s.get_account_by_identifier(&identifier)? else {
                     return Ok(None);
                 };
-                let method = s.check_login(&account.did, &pw)?;
-                Ok(method.map(|m| (account, m)))
+                let secrets = s.login_secrets(&account.did)?;
+                Ok(Some((account, secrets)))
             })
             .await?;
-        let Some((account, method)) = found else {
+        let Some((account, secrets)) = found else {
+            return Err(invalid());
+        };
+        // scrypt runs outside the account-store lock, at most one per core at a time (each run
+        // holds a 16 MiB buffer), so logins neither block other account work nor pile up memory.
+        let _permit = self
+            .password_checks
+            .acquire()
+            .await
+            .map_err(|_| XrpcError::internal("password check limiter closed"))?;
+        let pw = pw.to_string();
+        let method = tokio::task::spawn_blocking(move || secrets.check(&pw))
+            .await
+            .map_err(|e| XrpcError::internal(format!("password check failed: {e}")))?
+            .map_err(account_error)?;
+        let Some(method) = method else {
             return Err(invalid());
         };
         if account.takedown_ref.is_some() {

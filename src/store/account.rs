@@ -196,6 +196,58 @@ pub enum LoginMethod {
     AppPassword { name: String, privileged: bool },
 }
 
+/// The stored hashes a login is checked against. Reading them is cheap; checking them runs
+/// scrypt, so callers can do that outside any lock ([`LoginSecrets::check`]).
+#[derive(Debug, Clone)]
+pub struct LoginSecrets {
+    did: Did,
+    password_scrypt: Option<String>,
+    /// (name, privileged, hash) of each app password.
+    app_passwords: Vec<(String, bool, String)>,
+}
+
+impl LoginSecrets {
+    /// Which secret `password` is: the account password, an app password, or neither.
+    pub fn check(&self, password: &str) -> Result<Option<LoginMethod>, AccountError> {
+        if self
+            .password_scrypt
+            .as_deref()
+            .is_some_and(|stored| password::verify_password(password, stored))
+        {
+            return Ok(Some(LoginMethod::Password));
+        }
+        Ok(self
+            .check_app_password(password)?
+            .map(|(name, privileged)| LoginMethod::AppPassword { name, privileged }))
+    }
+
+    /// Which app password `password` is, as `(name, privileged)`. The per-DID salt means one
+    /// scrypt run, then a constant-time comparison with each stored hash.
+    pub fn check_app_password(
+        &self,
+        password: &str,
+    ) -> Result<Option<(String, bool)>, AccountError> {
+        if self.app_passwords.is_empty() {
+            return Ok(None);
+        }
+        let hash = match password::hash_app_password(self.did.as_str(), password) {
+            Ok(hash) => hash,
+            // Too long to be any app password.
+            Err(PasswordError::TooLong { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut found = None;
+        // Compare against every row, not stopping at a match, so timing does not depend on
+        // which app password matched.
+        for (name, privileged, stored) in &self.app_passwords {
+            if password::constant_time_eq(hash.as_bytes(), stored.as_bytes()) && found.is_none() {
+                found = Some((name.clone(), *privileged));
+            }
+        }
+        Ok(found)
+    }
+}
+
 /// The head commit mirrored from an actor store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepoRootRow {
@@ -436,12 +488,30 @@ impl AccountStore {
         did: &Did,
         password: &str,
     ) -> Result<Option<LoginMethod>, AccountError> {
-        if self.verify_account_password(did, password)? {
-            return Ok(Some(LoginMethod::Password));
-        }
-        Ok(self
-            .verify_app_password(did, password)?
-            .map(|(name, privileged)| LoginMethod::AppPassword { name, privileged }))
+        self.login_secrets(did)?.check(password)
+    }
+
+    /// The account's stored password hashes, for [`LoginSecrets::check`].
+    pub fn login_secrets(&self, did: &Did) -> Result<LoginSecrets, AccountError> {
+        let password_scrypt: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT password_scrypt FROM account WHERE did = ?1",
+                [did.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, privileged, password_scrypt FROM app_password WHERE did = ?1")?;
+        let app_passwords = stmt
+            .query_map([did.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(LoginSecrets {
+            did: did.clone(),
+            password_scrypt,
+            app_passwords,
+        })
     }
 
     /// Whether `password` is the account's password.
@@ -457,39 +527,13 @@ impl AccountStore {
         Ok(stored.is_some_and(|stored| password::verify_password(password, &stored)))
     }
 
-    /// Which app password `password` is, as `(name, privileged)`. The per-DID salt means one
-    /// scrypt run, then a constant-time comparison with each of the account's app passwords.
+    /// Which app password `password` is, as `(name, privileged)`.
     pub fn verify_app_password(
         &self,
         did: &Did,
         password: &str,
     ) -> Result<Option<(String, bool)>, AccountError> {
-        let hash = match password::hash_app_password(did.as_str(), password) {
-            Ok(hash) => hash,
-            // Too long to be any app password.
-            Err(PasswordError::TooLong { .. }) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name, privileged, password_scrypt FROM app_password WHERE did = ?1")?;
-        let rows = stmt.query_map([did.as_str()], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, bool>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?;
-        let mut found = None;
-        // Compare against every row, not stopping at a match, so timing does not depend on
-        // which app password matched.
-        for row in rows {
-            let (name, privileged, stored) = row?;
-            if password::constant_time_eq(hash.as_bytes(), stored.as_bytes()) && found.is_none() {
-                found = Some((name, privileged));
-            }
-        }
-        Ok(found)
+        self.login_secrets(did)?.check_app_password(password)
     }
 
     /// Replaces the account password (hash from [`password::hash_password`]) and revokes all of
