@@ -13,8 +13,10 @@
 //! VmRSS after the run: the server *and* the load generator share the process, so it
 //! overstates the server alone. Prints a table; asserts nothing about time.
 
-use berth::config::Config;
-use berth::server::AppState;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::TestPds;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,7 +44,7 @@ async fn run() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(200_000);
 
-    let server = Server::start().await;
+    let server = common::start_pds(&[]).await;
     let rss_idle = rss_kib("VmRSS");
 
     let http = reqwest::Client::builder()
@@ -50,7 +52,7 @@ async fn run() {
         .build()
         .expect("http client");
     let created: Value = http
-        .post(server.xrpc("com.atproto.server.createAccount"))
+        .post(xrpc(&server, "com.atproto.server.createAccount"))
         .json(&json!({
             "handle": "bench.test",
             "email": "bench@example.com",
@@ -81,7 +83,7 @@ async fn run() {
     );
     println!("{}", "-".repeat(99));
 
-    let login_url = server.xrpc("com.atproto.server.createSession");
+    let login_url = xrpc(&server, "com.atproto.server.createSession");
     let login = load(budget, max_requests, {
         let http = http.clone();
         move || {
@@ -92,7 +94,7 @@ async fn run() {
     .await;
     login.print("com.atproto.server.createSession");
 
-    let get_url = server.xrpc("com.atproto.server.getSession");
+    let get_url = xrpc(&server, "com.atproto.server.getSession");
     let get = load(budget, max_requests, {
         let http = http.clone();
         move || http.get(get_url.clone()).bearer_auth(&access)
@@ -107,7 +109,8 @@ async fn run() {
         rss_kib("VmHWM") / 1024,
     );
     drop(http);
-    server.stop().await;
+    // Dropping the harness shuts the PDS and PLC down.
+    drop(server);
 }
 
 /// Results of one load run.
@@ -192,81 +195,8 @@ where
     }
 }
 
-/// berth's PLC directory and PDS, served on ephemeral loopback ports until [`Server::stop`].
-struct Server {
-    url: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    async fn start() -> Server {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let plc_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("PLC port");
-        let plc_url = format!(
-            "http://localhost:{}",
-            plc_listener.local_addr().expect("PLC addr").port()
-        );
-        let plc = berth::plc::directory::router(
-            berth::plc::directory::DirectoryState::in_memory().expect("PLC state"),
-        );
-        let (plc_stop_tx, plc_stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let plc_task = tokio::spawn(async move {
-            axum::serve(plc_listener, plc)
-                .with_graceful_shutdown(async {
-                    let _ = plc_stop_rx.await;
-                })
-                .await
-                .expect("PLC serves");
-        });
-
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("PDS port");
-        let port = listener.local_addr().expect("PDS addr").port().to_string();
-        let config = Config::for_testing(
-            dir.path(),
-            &[
-                ("PDS_PORT", &port),
-                ("PDS_HOSTNAME", "localhost"),
-                ("PDS_DID_PLC_URL", &plc_url),
-                ("PDS_INVITE_REQUIRED", "false"),
-                ("PDS_SERVICE_DID", &format!("did:web:localhost%3A{port}")),
-            ],
-        )
-        .expect("config");
-        let state = AppState::open(config).expect("server state");
-        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            berth::server::serve_with_shutdown(state, listener, async {
-                let _ = stop_rx.await;
-            })
-            .await
-            .expect("PDS serves");
-            let _ = plc_stop_tx.send(());
-            let _ = plc_task.await;
-        });
-        Server {
-            url: format!("http://127.0.0.1:{port}"),
-            stop,
-            task,
-            _dir: dir,
-        }
-    }
-
-    fn xrpc(&self, nsid: &str) -> String {
-        format!("{}/xrpc/{nsid}", self.url)
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        // Idle keep-alive connections from the client can hold graceful shutdown open; the
-        // client is dropped by now, but don't wait forever either way.
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
-    }
+fn xrpc(server: &TestPds, nsid: &str) -> String {
+    format!("{}/xrpc/{nsid}", server.url)
 }
 
 /// A `/proc/self/status` field in KiB (`VmRSS`: now; `VmHWM`: peak).

@@ -1,68 +1,15 @@
 //! Accounts and sessions over real HTTP: berth's server and its PLC directory on 127.0.0.1,
 //! driven with reqwest. The reference-client version of these checks is in tests/interop/.
 
-use berth::config::Config;
-use berth::server::AppState;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-struct Harness {
-    url: String,
-    plc_url: String,
-    http: reqwest::Client,
-    _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
+mod common;
+
+use common::{TestPds as Harness, start_pds};
 
 async fn start() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let plc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let plc_url = format!(
-        "http://localhost:{}",
-        plc_listener.local_addr().unwrap().port()
-    );
-    let plc =
-        berth::plc::directory::router(berth::plc::directory::DirectoryState::in_memory().unwrap());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (plc_stop_tx, plc_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        axum::serve(plc_listener, plc)
-            .with_graceful_shutdown(async {
-                let _ = plc_stop_rx.await;
-            })
-            .await
-            .unwrap();
-    });
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
-    let config = Config::for_testing(
-        dir.path(),
-        &[
-            ("PDS_PORT", &port),
-            ("PDS_HOSTNAME", "localhost"),
-            ("PDS_DID_PLC_URL", &plc_url),
-            ("PDS_INVITE_REQUIRED", "false"),
-            ("PDS_SERVICE_DID", &format!("did:web:localhost%3A{port}")),
-        ],
-    )
-    .unwrap();
-    let state = AppState::open(config).unwrap();
-    tokio::spawn(async move {
-        berth::server::serve_with_shutdown(state, listener, async {
-            let _ = stop_rx.await;
-            let _ = plc_stop_tx.send(());
-        })
-        .await
-        .unwrap();
-    });
-    Harness {
-        url: format!("http://127.0.0.1:{port}"),
-        plc_url,
-        http: reqwest::Client::new(),
-        _dir: dir,
-        _stop: stop_tx,
-    }
+    start_pds(&[]).await
 }
 
 impl Harness {

@@ -2,68 +2,19 @@
 //! PLC directory on 127.0.0.1, driven with reqwest. The reference-client version of the app
 //! password checks is in tests/interop/.
 
-use berth::config::Config;
-use berth::server::AppState;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const ADMIN_PASSWORD: &str = "admin:secret"; // a ':' in the password must survive Basic auth
 
-struct Harness {
-    url: String,
-    http: reqwest::Client,
-    _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
+mod common;
+
+use common::TestPds as Harness;
 
 async fn start(env: &[(&str, &str)]) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let plc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let plc_url = format!(
-        "http://localhost:{}",
-        plc_listener.local_addr().unwrap().port()
-    );
-    let plc =
-        berth::plc::directory::router(berth::plc::directory::DirectoryState::in_memory().unwrap());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (plc_stop_tx, plc_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        axum::serve(plc_listener, plc)
-            .with_graceful_shutdown(async {
-                let _ = plc_stop_rx.await;
-            })
-            .await
-            .unwrap();
-    });
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
-    let service_did = format!("did:web:localhost%3A{port}");
-    let mut vars = vec![
-        ("PDS_PORT", port.as_str()),
-        ("PDS_HOSTNAME", "localhost"),
-        ("PDS_DID_PLC_URL", plc_url.as_str()),
-        ("PDS_INVITE_REQUIRED", "false"),
-        ("PDS_SERVICE_DID", service_did.as_str()),
-        ("PDS_ADMIN_PASSWORD", ADMIN_PASSWORD),
-    ];
+    let mut vars = vec![("PDS_ADMIN_PASSWORD", ADMIN_PASSWORD)];
     vars.extend_from_slice(env);
-    let config = Config::for_testing(dir.path(), &vars).unwrap();
-    let state = AppState::open(config).unwrap();
-    tokio::spawn(async move {
-        berth::server::serve_with_shutdown(state, listener, async {
-            let _ = stop_rx.await;
-            let _ = plc_stop_tx.send(());
-        })
-        .await
-        .unwrap();
-    });
-    Harness {
-        url: format!("http://127.0.0.1:{port}"),
-        http: reqwest::Client::new(),
-        _dir: dir,
-        _stop: stop_tx,
-    }
+    common::start_pds(&vars).await
 }
 
 #[derive(Clone, Copy)]

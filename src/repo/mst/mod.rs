@@ -336,7 +336,7 @@ impl Mst {
         src: &dyn BlockSource,
         visit: &mut dyn FnMut(WalkItem<'_>) -> Result<(), RepoError>,
     ) -> Result<(), RepoError> {
-        walk(src, &self.root, &LoadCtx::ROOT, visit)
+        walk(src, &self.root, &LoadCtx::ROOT, false, visit)
     }
 
     /// Like [`Mst::walk`], but nodes not already in memory are decoded for the visit and dropped
@@ -346,7 +346,7 @@ impl Mst {
         src: &dyn BlockSource,
         visit: &mut dyn FnMut(WalkItem<'_>) -> Result<(), RepoError>,
     ) -> Result<(), RepoError> {
-        walk_transient(src, &self.root, &LoadCtx::ROOT, visit)
+        walk(src, &self.root, &LoadCtx::ROOT, true, visit)
     }
 
     /// Every node block of the tree, root first.
@@ -686,14 +686,21 @@ fn list(
     Ok(false)
 }
 
-fn walk_transient(
+/// Pre-order walk. With `transient`, nodes not already in memory are decoded for the visit and
+/// dropped after it instead of being cached in the tree.
+fn walk(
     src: &dyn BlockSource,
     node: &NodeRef,
     ctx: &LoadCtx<'_>,
+    transient: bool,
     visit: &mut dyn FnMut(WalkItem<'_>) -> Result<(), RepoError>,
 ) -> Result<(), RepoError> {
     let owned;
-    let d = match node.load_transient(src, ctx)? {
+    let d = match transient
+        .then(|| node.load_transient(src, ctx))
+        .transpose()?
+        .flatten()
+    {
         Some((data, bytes)) => {
             visit(WalkItem::Node {
                 cid: node.cid(),
@@ -713,32 +720,7 @@ fn walk_transient(
     };
     for i in 0..=d.entries.len() {
         if let Some(c) = d.gap(i) {
-            walk_transient(src, c, &d.gap_ctx(i, ctx), visit)?;
-        }
-        if let Some(e) = d.entries.get(i) {
-            visit(WalkItem::Leaf {
-                key: &e.key,
-                value: e.value,
-            })?;
-        }
-    }
-    Ok(())
-}
-
-fn walk(
-    src: &dyn BlockSource,
-    node: &NodeRef,
-    ctx: &LoadCtx<'_>,
-    visit: &mut dyn FnMut(WalkItem<'_>) -> Result<(), RepoError>,
-) -> Result<(), RepoError> {
-    let d = node.load(src, ctx)?;
-    visit(WalkItem::Node {
-        cid: node.cid(),
-        bytes: d.encode(),
-    })?;
-    for i in 0..=d.entries.len() {
-        if let Some(c) = d.gap(i) {
-            walk(src, c, &d.gap_ctx(i, ctx), visit)?;
+            walk(src, c, &d.gap_ctx(i, ctx), transient, visit)?;
         }
         if let Some(e) = d.entries.get(i) {
             visit(WalkItem::Leaf {
