@@ -12,12 +12,22 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The running `berth dev`; killed on drop, so a failing test leaves no process behind.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `berth dev` and returns it with the printed `key: value` lines.
 fn start(
     dir: &std::path::Path,
     port: u16,
     plc_port: u16,
-) -> (Child, std::collections::HashMap<String, String>) {
+) -> (Running, std::collections::HashMap<String, String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
         .args(["dev", "--dir"])
         .arg(dir)
@@ -32,7 +42,9 @@ fn start(
         .spawn()
         .unwrap();
     let mut printed = std::collections::HashMap::new();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let stdout = child.stdout.take().unwrap();
+    let child = Running(child);
+    let mut lines = BufReader::new(stdout).lines();
     while let Some(Ok(line)) = lines.next() {
         if let Some((k, v)) = line.trim().split_once(':') {
             printed.insert(k.trim().to_string(), v.trim().to_string());
@@ -44,11 +56,11 @@ fn start(
     (child, printed)
 }
 
-fn stop(mut child: Child) {
+fn stop(mut child: Running) {
     let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status();
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert!(
         status.success(),
         "berth dev did not shut down cleanly: {status}"
