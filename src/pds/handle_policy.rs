@@ -97,6 +97,14 @@ const RESERVED: &[&str] = &[
     "xrpc",
 ];
 
+/// The service handle domain (`.example.com`) that `handle` sits under, if any.
+pub fn service_domain<'a>(handle: &str, domains: &'a [String]) -> Option<&'a str> {
+    domains
+        .iter()
+        .map(String::as_str)
+        .find(|d| handle.ends_with(d))
+}
+
 /// Normalises and checks a handle for a new account or a handle change on a service domain.
 pub fn check_service_handle(input: &str, domains: &[String]) -> Result<Handle, HandlePolicyError> {
     let handle: Handle = input
@@ -109,10 +117,7 @@ pub fn check_service_handle(input: &str, domains: &[String]) -> Result<Handle, H
             "Handle TLD is invalid or disallowed".into(),
         ));
     }
-    let Some(domain) = domains
-        .iter()
-        .find(|d| handle.as_str().ends_with(d.as_str()))
-    else {
+    let Some(domain) = service_domain(handle.as_str(), domains) else {
         return Err(HandlePolicyError::UnsupportedDomain(
             "Not a supported handle domain".into(),
         ));

@@ -10,14 +10,6 @@ fn not_found() -> XrpcError {
 }
 
 impl Pds {
-    fn on_service_domain(&self, handle: &Handle) -> bool {
-        self.config
-            .identity
-            .service_handle_domains
-            .iter()
-            .any(|d| handle.as_str().ends_with(d.as_str()) || format!(".{}", handle.as_str()) == *d)
-    }
-
     /// Local accounts first; handles on our own domains end there; others go to DNS/HTTPS.
     pub async fn resolve_handle(&self, input: &str) -> Result<Did, XrpcError> {
         let handle: Handle = input
@@ -30,7 +22,11 @@ impl Pds {
         if let Some(account) = local.filter(|a| a.is_active()) {
             return Ok(account.did);
         }
-        if self.on_service_domain(&handle) {
+        // Handles on our own domains (or the bare domain) are ours alone: no outside lookup.
+        let domains = &self.config.identity.service_handle_domains;
+        if handle_policy::service_domain(handle.as_str(), domains).is_some()
+            || domains.contains(&format!(".{}", handle.as_str()))
+        {
             return Err(not_found());
         }
         match self.handles.resolve(&handle).await {

@@ -200,8 +200,7 @@ impl Pds {
             .tokens
             .issue(&did, AuthScope::Access, None, Utc::now().timestamp())
             .map_err(|e| XrpcError::internal(e.to_string()))?;
-        let refresh_expiry = chrono::DateTime::from_timestamp(tokens.refresh.exp, 0)
-            .unwrap_or_else(|| Utc::now() + acct::REFRESH_TOKEN_TTL);
+        let refresh_expiry = refresh_expiry(&tokens);
         let result = {
             let (did, handle, email, code, jti) = (
                 did.clone(),
@@ -398,8 +397,7 @@ impl Pds {
             .tokens
             .issue(did, scope, jti, Utc::now().timestamp())
             .map_err(|e| XrpcError::internal(e.to_string()))?;
-        let expires = chrono::DateTime::from_timestamp(tokens.refresh.exp, 0)
-            .unwrap_or_else(|| Utc::now() + acct::REFRESH_TOKEN_TTL);
+        let expires = refresh_expiry(&tokens);
         let (did, id) = (did.clone(), tokens.refresh.jti.clone());
         self.accounts(move |s| {
             s.create_refresh_token(
@@ -435,6 +433,12 @@ fn identity_config(config: &Config) -> IdentityConfig {
         insecure_http: config.service.dev_mode,
         ..IdentityConfig::default()
     }
+}
+
+/// When a new refresh token's stored row expires: its JWT's `exp`.
+fn refresh_expiry(tokens: &SessionTokens) -> chrono::DateTime<Utc> {
+    chrono::DateTime::from_timestamp(tokens.refresh.exp, 0)
+        .unwrap_or_else(|| Utc::now() + acct::REFRESH_TOKEN_TTL)
 }
 
 /// JavaScript's `.length`, which the reference's password limits count.

@@ -548,9 +548,7 @@ impl AccountStore {
             "UPDATE account SET password_scrypt = ?2 WHERE did = ?1",
             params![did.as_str(), password_scrypt],
         )?;
-        if n == 0 {
-            return Err(AccountError::NotFound("account"));
-        }
+        found(n)?;
         tx.execute("DELETE FROM refresh_token WHERE did = ?1", [did.as_str()])?;
         tx.commit()?;
         Ok(())
@@ -579,9 +577,7 @@ impl AccountStore {
                 params![did.as_str(), handle.as_str()],
             )
             .map_err(constraint_error)?;
-        if n == 0 {
-            return Err(AccountError::NotFound("account"));
-        }
+        found(n)?;
         tx.commit()?;
         Ok(())
     }
@@ -605,9 +601,7 @@ impl AccountStore {
                 params![did.as_str(), email],
             )
             .map_err(constraint_error)?;
-        if n == 0 {
-            return Err(AccountError::NotFound("account"));
-        }
+        found(n)?;
         tx.execute("DELETE FROM email_token WHERE did = ?1", [did.as_str()])?;
         tx.commit()?;
         Ok(())
@@ -619,10 +613,7 @@ impl AccountStore {
             "UPDATE account SET email_confirmed_at = ?2 WHERE did = ?1",
             params![did.as_str(), time_text(Utc::now())],
         )?;
-        if n == 0 {
-            return Err(AccountError::NotFound("account"));
-        }
-        Ok(())
+        found(n)
     }
 
     /// Deactivates the account now; `delete_after` is stored but never acted upon.
@@ -639,10 +630,7 @@ impl AccountStore {
                 delete_after.map(time_text)
             ],
         )?;
-        if n == 0 {
-            return Err(AccountError::NotFound("account"));
-        }
-        Ok(())
+        found(n)
     }
 
     /// Clears deactivation. A taken-down account stays taken down (that is a separate field).
@@ -651,10 +639,7 @@ impl AccountStore {
             "UPDATE actor SET deactivated_at = NULL, delete_after = NULL WHERE did = ?1",
             [did.as_str()],
         )?;
-        if n == 0 {
-            return Err(AccountError::NotFound("account"));
-        }
-        Ok(())
+        found(n)
     }
 
     /// Sets or clears the takedown reference. Taking an account down revokes all of its
@@ -669,9 +654,7 @@ impl AccountStore {
             "UPDATE actor SET takedown_ref = ?2 WHERE did = ?1",
             params![did.as_str(), takedown_ref],
         )?;
-        if n == 0 {
-            return Err(AccountError::NotFound("account"));
-        }
+        found(n)?;
         if takedown_ref.is_some() {
             tx.execute("DELETE FROM refresh_token WHERE did = ?1", [did.as_str()])?;
         }
@@ -687,9 +670,7 @@ impl AccountStore {
             "UPDATE account SET invites_disabled = ?2 WHERE did = ?1",
             params![did.as_str(), disabled],
         )?;
-        if n == 0 {
-            return Err(AccountError::NotFound("account"));
-        }
+        found(n)?;
         tx.execute(
             "UPDATE invite_code SET disabled = ?2 WHERE for_account = ?1",
             params![did.as_str(), disabled],
@@ -1374,4 +1355,12 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, AccountError> {
     Datetime::from_str(s)
         .map(|d| d.to_utc())
         .map_err(|e| StoreError::Corrupt(format!("stored time {s:?}: {e}")).into())
+}
+
+/// `Ok` when an update touched a row; an account that does not exist is `NotFound`.
+fn found(rows: usize) -> Result<(), AccountError> {
+    if rows == 0 {
+        return Err(AccountError::NotFound("account"));
+    }
+    Ok(())
 }
