@@ -3,6 +3,8 @@
 //!
 //! - commits: N single-record commits into one on-disk repo (synchronous=OFF: the cost of the
 //!   work, excluding fsync), then 2,000 more with synchronous=FULL for comparison;
+//! - grouped: N single-record commits into another repo, stored by a writer that has up to
+//!   16 commits queued and lands them in one SQLite transaction (`ActorStore::apply_commits`);
 //! - export: the N-record repo written as a CAR file;
 //! - import: that CAR verified and imported into a fresh store.
 //!
@@ -28,6 +30,7 @@ fn main() {
         let n: u64 = args[i + 3].parse().expect("record count");
         match args[i + 1].as_str() {
             "commits" => phase_commits(&dir, n),
+            "grouped" => phase_grouped(&dir, n),
             "export" => phase_export(&dir),
             "import" => phase_import(&dir),
             other => panic!("unknown phase {other}"),
@@ -45,7 +48,7 @@ fn main() {
         "phase", "wall", "rate", "peak RSS"
     );
     println!("{}", "-".repeat(94));
-    for phase in ["commits", "export", "import"] {
+    for phase in ["commits", "grouped", "export", "import"] {
         let out = Command::new(std::env::current_exe().expect("own path"))
             .args(["--phase", phase])
             .arg(dir.path())
@@ -172,6 +175,55 @@ fn phase_commits(dir: &Path, n: u64) {
         wall,
         format!("{:.0}/s", m as f64 / wall),
     );
+}
+
+fn phase_grouped(dir: &Path, n: u64) {
+    const GROUP: usize = 16;
+    let key = Keypair::generate(Curve::K256);
+    let mut store =
+        ActorStore::open(&store_path(dir, "grouped"), DID, Durability::Off).expect("open");
+    let (mut repo, genesis) = Repo::create(DID.parse().expect("did"), &key).expect("genesis");
+    store.apply_commit(&genesis).expect("genesis stored");
+    let (t, cpu) = (Instant::now(), cpu_secs());
+    let mut queued = Vec::with_capacity(GROUP);
+    for i in 0..n {
+        // Each commit is built on the previous one, as a writer does while earlier ones are
+        // still queued for storage.
+        let (next, data) = repo
+            .format_commit(&PendingBlocks(&store, &queued), &[post(i)], &key)
+            .expect("commit");
+        queued.push(data);
+        repo = next;
+        if queued.len() == GROUP || i + 1 == n {
+            store.apply_commits(&queued).expect("stored");
+            queued.clear();
+        }
+    }
+    let (wall, cpu) = (t.elapsed().as_secs_f64(), cpu_secs() - cpu);
+    row(
+        &format!("{n} single-record commits, {GROUP} per transaction"),
+        wall,
+        format!("{:.0}/s", n as f64 / wall),
+    );
+    println!(
+        "{:<52} {:>12.1} µs",
+        "  CPU per commit",
+        cpu / n as f64 * 1e6
+    );
+}
+
+/// The store plus blocks of commits built but not yet stored.
+struct PendingBlocks<'a>(&'a ActorStore, &'a [berth::repo::CommitData]);
+
+impl berth::repo::BlockSource for PendingBlocks<'_> {
+    fn get_block(&self, cid: &berth::data::Cid) -> Result<Option<Vec<u8>>, berth::repo::RepoError> {
+        for c in self.1.iter().rev() {
+            if let Some(b) = c.new_blocks.get(cid) {
+                return Ok(Some(b.to_vec()));
+            }
+        }
+        self.0.get_block(cid)
+    }
 }
 
 fn phase_export(dir: &Path) {

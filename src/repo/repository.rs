@@ -87,6 +87,11 @@ pub struct CommitData {
     pub relevant_blocks: BTreeMap<Cid, Vec<u8>>,
     /// Blocks no longer referenced: replaced MST nodes, the previous commit, replaced records.
     pub removed_cids: Vec<Cid>,
+    /// The MST nodes among `new_blocks`. Nodes can be derived from the records, so a store may
+    /// persist them lazily; commits and records it must persist with the commit.
+    pub new_nodes: Vec<Cid>,
+    /// The MST nodes among `removed_cids`.
+    pub removed_nodes: Vec<Cid>,
     /// Record operations in request order.
     pub ops: Vec<RecordOp>,
 }
@@ -121,6 +126,7 @@ impl Repo {
         // A fresh empty tree is fully in memory, so walking it reads no blocks.
         let mut new_blocks: BTreeMap<Cid, Vec<u8>> =
             mst.node_blocks(&super::NoBlocks)?.into_iter().collect();
+        let new_nodes = new_blocks.keys().copied().collect();
         new_blocks.insert(cid, commit_bytes);
         let data = CommitData {
             cid,
@@ -130,6 +136,8 @@ impl Repo {
             relevant_blocks: new_blocks.clone(),
             new_blocks,
             removed_cids: Vec::new(),
+            new_nodes,
+            removed_nodes: Vec::new(),
             ops: Vec::new(),
         };
         Ok((
@@ -241,6 +249,8 @@ impl Repo {
         let commit = Commit::sign(self.commit.did.clone(), mst.root(), rev, key);
         let (cid, commit_bytes) = commit.to_block();
 
+        let new_nodes: Vec<Cid> = diff.new_blocks.iter().map(|(c, _)| *c).collect();
+        let removed_nodes = diff.removed_cids.clone();
         let mut new_blocks: BTreeMap<Cid, Vec<u8>> = diff.new_blocks.into_iter().collect();
         new_blocks.extend(record_blocks.iter().map(|(c, b)| (*c, b.clone())));
         new_blocks.insert(cid, commit_bytes.clone());
@@ -265,6 +275,8 @@ impl Repo {
             new_blocks,
             relevant_blocks,
             removed_cids,
+            new_nodes,
+            removed_nodes,
             ops,
         };
         Ok((

@@ -8,6 +8,14 @@
 //!   complete, verifiable tree whatever kills the process.
 //! - A block is deleted only when no remaining record row points at it (two paths may hold
 //!   identical record content, hence the same CID).
+//! - MST nodes are written back lazily. Commits, record blocks and record rows land with every
+//!   commit, but new and removed nodes wait in memory ([`PendingNodes`]) and are written with
+//!   every [`FLUSH_EVERY`]th commit, by [`ActorStore::flush`], or on drop. Most nodes a commit
+//!   writes are replaced a few commits later, so most never touch the disk. This is safe
+//!   because nodes are a function of the records: after a crash, [`ActorStore::open`] finds the
+//!   stored root's tree missing, rebuilds it from the record rows, checks it against the
+//!   commit's `data`, and drops the stale nodes. Readers of this `ActorStore` see pending nodes;
+//!   hence one `ActorStore` per account per process is the writer, and all reads go through it.
 
 use super::StoreError;
 use super::sqlite::{self, ACTOR_MIGRATIONS, Durability};
@@ -16,7 +24,11 @@ use crate::data::Cid;
 use crate::repo::{BlockSource, CommitData, RecordOp, RepoError};
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+
+/// Pending MST nodes are written with every this many commits (and on flush or drop).
+pub const FLUSH_EVERY: usize = 64;
 
 /// An account's directory under the actors directory: `<2 hex of sha256(did)>/<did>`.
 pub fn actor_dir(actors_dir: &Path, did: &str) -> PathBuf {
@@ -71,16 +83,76 @@ pub struct StoredRecord {
 pub struct ActorStore {
     pub(super) conn: Connection,
     pub(super) did: String,
+    pub(super) pending: PendingNodes,
+}
+
+/// MST node changes not yet written: `added` nodes are not on disk; `removed` nodes are on disk
+/// but no longer in the tree. So the current tree's nodes = disk ∪ added − removed.
+#[derive(Debug, Default, Clone)]
+pub(super) struct PendingNodes {
+    added: HashMap<Cid, (String, Vec<u8>)>,
+    removed: HashSet<Cid>,
+    commits: usize,
+}
+
+/// One node change of a commit, applied to [`PendingNodes`] only once its transaction commits.
+enum NodeChange {
+    Add(Cid, String, Vec<u8>),
+    Remove(Cid),
+}
+
+impl PendingNodes {
+    fn apply(&mut self, changes: Vec<NodeChange>, commits: usize) {
+        for change in changes {
+            match change {
+                NodeChange::Add(cid, rev, bytes) => {
+                    // A node removed earlier and now back is still on disk.
+                    if !self.removed.remove(&cid) {
+                        self.added.entry(cid).or_insert((rev, bytes));
+                    }
+                }
+                NodeChange::Remove(cid) => {
+                    if self.added.remove(&cid).is_none() {
+                        self.removed.insert(cid);
+                    }
+                }
+            }
+        }
+        self.commits += commits;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+
+    /// Writes the pending nodes in `tx`.
+    fn write(&self, tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+        let mut put = tx.prepare_cached(
+            "INSERT INTO repo_block (cid, repo_rev, size, content) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+        )?;
+        for (cid, (rev, bytes)) in &self.added {
+            put.execute(params![cid.to_bytes(), rev, bytes.len() as i64, bytes])?;
+        }
+        let mut del = tx.prepare_cached("DELETE FROM repo_block WHERE cid = ?1")?;
+        for cid in &self.removed {
+            del.execute([cid.to_bytes()])?;
+        }
+        Ok(())
+    }
 }
 
 impl ActorStore {
     /// Opens (creating if needed) the store at `path` for `did`.
     pub fn open(path: &Path, did: &str, durability: Durability) -> Result<Self, StoreError> {
         let conn = sqlite::open(path, ACTOR_MIGRATIONS, durability)?;
-        Ok(ActorStore {
+        let mut store = ActorStore {
             conn,
             did: did.to_string(),
-        })
+            pending: PendingNodes::default(),
+        };
+        store.recover_nodes()?;
+        Ok(store)
     }
 
     /// An in-memory store (tests, scratch verification).
@@ -88,6 +160,7 @@ impl ActorStore {
         Ok(ActorStore {
             conn: sqlite::open_in_memory(ACTOR_MIGRATIONS)?,
             did: did.to_string(),
+            pending: PendingNodes::default(),
         })
     }
 
@@ -116,53 +189,158 @@ impl ActorStore {
 
     /// Applies a commit in one transaction.
     pub fn apply_commit(&mut self, c: &CommitData) -> Result<(), StoreError> {
+        self.apply_commits(std::slice::from_ref(c))
+    }
+
+    /// Applies consecutive commits (each built on the one before) in one transaction: all of
+    /// them land or none does. A writer with several commits queued stores them together, so
+    /// the per-transaction cost (WAL frames for shared pages, locking) is paid once.
+    pub fn apply_commits(&mut self, commits: &[CommitData]) -> Result<(), StoreError> {
+        let Some(last) = commits.last() else {
+            return Ok(());
+        };
         let now = crate::syntax::Datetime::now().to_string();
-        let rev = c.rev.to_string();
         let tx = self.conn.transaction()?;
+        let mut changes = Vec::new();
+        for c in commits {
+            write_commit(&tx, c, &now)?;
+            let rev = c.rev.to_string();
+            for cid in &c.removed_nodes {
+                changes.push(NodeChange::Remove(*cid));
+            }
+            for cid in &c.new_nodes {
+                if let Some(bytes) = c.new_blocks.get(cid) {
+                    changes.push(NodeChange::Add(*cid, rev.clone(), bytes.clone()));
+                }
+            }
+        }
+        let flush = self.pending.commits + commits.len() >= FLUSH_EVERY;
+        let flushed = if flush {
+            let mut all = self.pending.clone();
+            all.apply(std::mem::take(&mut changes), commits.len());
+            all.write(&tx)?;
+            true
+        } else {
+            false
+        };
+        tx.prepare_cached(
+            "INSERT INTO repo_root (did, cid, rev, indexed_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (did) DO UPDATE SET cid = excluded.cid, rev = excluded.rev,
+               indexed_at = excluded.indexed_at",
+        )?
+        .execute(params![
+            self.did,
+            last.cid.to_string(),
+            last.rev.to_string(),
+            now
+        ])?;
+        tx.commit()?;
+        if flushed {
+            self.pending = PendingNodes::default();
+        } else {
+            self.pending.apply(changes, commits.len());
+        }
+        Ok(())
+    }
+
+    /// Writes pending MST nodes now (before handing the file to another process, or when idle).
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            self.pending.commits = 0;
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        self.pending.write(&tx)?;
+        tx.commit()?;
+        self.pending = PendingNodes::default();
+        Ok(())
+    }
+
+    /// Forgets pending nodes: the caller replaced the whole repo (import).
+    pub(super) fn discard_pending(&mut self) {
+        self.pending = PendingNodes::default();
+    }
+
+    /// After a crash with nodes pending, the stored commit's tree is missing on disk: rebuild it
+    /// from the record rows (nodes are a function of the records), check it against the commit,
+    /// and drop stale nodes. One write transaction, so a concurrent writer is not interleaved.
+    fn recover_nodes(&mut self) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let root: Option<String> = tx
+            .query_row(
+                "SELECT cid FROM repo_root WHERE did = ?1",
+                [&self.did],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(root) = root else { return Ok(()) };
+        let root = parse_cid(&root)?;
+        let block = |cid: &Cid| -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(tx
+                .prepare_cached("SELECT content FROM repo_block WHERE cid = ?1")?
+                .query_row([cid.to_bytes()], |r| r.get(0))
+                .optional()?)
+        };
+        let commit_bytes = block(&root)?
+            .ok_or_else(|| StoreError::Corrupt(format!("commit block {root} is missing")))?;
+        let commit = crate::repo::Commit::from_cbor(&commit_bytes)
+            .map_err(|e| StoreError::Corrupt(format!("commit {root}: {e}")))?;
+        if block(&commit.data)?.is_some() {
+            return Ok(());
+        }
+        tracing::warn!(did = %self.did, "MST nodes missing after an unclean stop; rebuilding from records");
+        let mut entries: Vec<(String, Cid)> = Vec::new();
         {
-            let mut put_block = tx.prepare_cached(
+            let mut stmt = tx.prepare("SELECT collection, rkey, cid FROM record")?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let (c, k, cid): (String, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
+                entries.push((format!("{c}/{k}"), parse_cid(&cid)?));
+            }
+        }
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let keep_records: Vec<Cid> = entries.iter().map(|e| e.1).collect();
+        let mst = crate::repo::Mst::from_sorted(entries)
+            .map_err(|e| StoreError::Corrupt(format!("rebuilding the MST: {e}")))?;
+        if mst.root() != commit.data {
+            return Err(StoreError::Corrupt(format!(
+                "records rebuild MST root {}, but commit {root} has data {}",
+                mst.root(),
+                commit.data
+            )));
+        }
+        let nodes = mst
+            .node_blocks(&crate::repo::NoBlocks)
+            .map_err(|e| StoreError::Corrupt(format!("rebuilding the MST: {e}")))?;
+        tx.execute_batch(
+            "DROP TABLE IF EXISTS temp.keep_block;
+             CREATE TEMP TABLE keep_block (cid BLOB PRIMARY KEY) WITHOUT ROWID;",
+        )?;
+        {
+            let mut keep = tx.prepare("INSERT OR IGNORE INTO temp.keep_block (cid) VALUES (?1)")?;
+            let mut put = tx.prepare(
                 "INSERT INTO repo_block (cid, repo_rev, size, content) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT DO NOTHING",
             )?;
-            for (cid, bytes) in &c.new_blocks {
-                put_block.execute(params![cid.to_bytes(), rev, bytes.len() as i64, bytes])?;
+            for (cid, bytes) in &nodes {
+                put.execute(params![
+                    cid.to_bytes(),
+                    commit.rev.to_string(),
+                    bytes.len() as i64,
+                    bytes
+                ])?;
+                keep.execute([cid.to_bytes()])?;
             }
-            let mut put_record = tx.prepare_cached(
-                "INSERT INTO record (collection, rkey, cid, repo_rev, indexed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (collection, rkey) DO UPDATE SET cid = excluded.cid,
-                   repo_rev = excluded.repo_rev, indexed_at = excluded.indexed_at",
-            )?;
-            let mut del_record =
-                tx.prepare_cached("DELETE FROM record WHERE collection = ?1 AND rkey = ?2")?;
-            for op in &c.ops {
-                let (collection, rkey) = split_key(op.key())?;
-                match op {
-                    RecordOp::Create { cid, .. } | RecordOp::Update { cid, .. } => {
-                        put_record.execute(params![collection, rkey, cid.to_string(), rev, now])?;
-                    }
-                    RecordOp::Delete { .. } => {
-                        del_record.execute([collection, rkey])?;
-                    }
-                }
+            for cid in keep_records.iter().chain([&root]) {
+                keep.execute([cid.to_bytes()])?;
             }
-            // After the record rows are final, so a CID still used by another path survives.
-            let mut del_block = tx.prepare_cached(
-                "DELETE FROM repo_block WHERE cid = ?1
-                 AND NOT EXISTS (SELECT 1 FROM record WHERE cid = ?2)",
-            )?;
-            for cid in &c.removed_cids {
-                if !c.new_blocks.contains_key(cid) {
-                    del_block.execute(params![cid.to_bytes(), cid.to_string()])?;
-                }
-            }
-            tx.execute(
-                "INSERT INTO repo_root (did, cid, rev, indexed_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (did) DO UPDATE SET cid = excluded.cid, rev = excluded.rev,
-                   indexed_at = excluded.indexed_at",
-                params![self.did, c.cid.to_string(), rev, now],
-            )?;
         }
+        tx.execute_batch(
+            "DELETE FROM repo_block WHERE cid NOT IN (SELECT cid FROM temp.keep_block);
+             DROP TABLE temp.keep_block;",
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -190,6 +368,9 @@ impl ActorStore {
 
     /// One block's bytes.
     pub fn block(&self, cid: &Cid) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some((_, bytes)) = self.pending.added.get(cid) {
+            return Ok(Some(bytes.clone()));
+        }
         Ok(self
             .conn
             .prepare_cached("SELECT content FROM repo_block WHERE cid = ?1")?
@@ -249,13 +430,14 @@ impl ActorStore {
             as u64)
     }
 
-    /// Number of blocks stored.
+    /// Number of blocks in the repo (stored and pending).
     pub fn block_count(&self) -> Result<u64, StoreError> {
-        Ok(self
+        let on_disk = self
             .conn
             .query_row("SELECT count(*) FROM repo_block", [], |r| {
                 r.get::<_, i64>(0)
-            })? as u64)
+            })? as u64;
+        Ok(on_disk + self.pending.added.len() as u64 - self.pending.removed.len() as u64)
     }
 
     /// Streams blocks first written after `since` (all blocks when `None`), newest rev first,
@@ -265,15 +447,31 @@ impl ActorStore {
         since: Option<&str>,
         mut f: impl FnMut(Cid, &[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
+        let since = since.unwrap_or("");
+        // Pending nodes are the newest; same order as the rows: rev, then CID bytes, descending.
+        let mut pending: Vec<(&String, Vec<u8>, &Cid, &Vec<u8>)> = self
+            .pending
+            .added
+            .iter()
+            .filter(|(_, (rev, _))| rev.as_str() > since)
+            .map(|(cid, (rev, bytes))| (rev, cid.to_bytes(), cid, bytes))
+            .collect();
+        pending.sort_unstable_by(|a, b| (b.0, &b.1).cmp(&(a.0, &a.1)));
+        for (_, _, cid, bytes) in pending {
+            f(*cid, bytes)?;
+        }
         let mut stmt = self.conn.prepare_cached(
             "SELECT cid, content FROM repo_block WHERE repo_rev > ?1
              ORDER BY repo_rev DESC, cid DESC",
         )?;
-        let mut rows = stmt.query([since.unwrap_or("")])?;
+        let mut rows = stmt.query([since])?;
         while let Some(row) = rows.next()? {
             let cid_bytes: Vec<u8> = row.get(0)?;
             let cid = Cid::try_from(cid_bytes.as_slice())
                 .map_err(|e| StoreError::Corrupt(format!("stored block CID: {e}")))?;
+            if self.pending.removed.contains(&cid) {
+                continue;
+            }
             let content = row.get_ref(1)?.as_blob()?;
             f(cid, content)?;
         }
@@ -281,10 +479,68 @@ impl ActorStore {
     }
 }
 
+impl Drop for ActorStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            // Not lost: the next open rebuilds the nodes from the records.
+            tracing::warn!(did = %self.did, "flushing MST nodes on close: {e}");
+        }
+    }
+}
+
 impl BlockSource for ActorStore {
     fn get_block(&self, cid: &Cid) -> Result<Option<Vec<u8>>, RepoError> {
         self.block(cid).map_err(|e| RepoError::Storage(Box::new(e)))
     }
+}
+
+/// Writes one commit's blocks and record rows (not the root) inside `tx`.
+fn write_commit(
+    tx: &rusqlite::Transaction<'_>,
+    c: &CommitData,
+    now: &str,
+) -> Result<(), StoreError> {
+    let rev = c.rev.to_string();
+    let mut put_block = tx.prepare_cached(
+        "INSERT INTO repo_block (cid, repo_rev, size, content) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+    )?;
+    // MST nodes go to the pending set instead (see the module doc).
+    for (cid, bytes) in &c.new_blocks {
+        if !c.new_nodes.contains(cid) {
+            put_block.execute(params![cid.to_bytes(), rev, bytes.len() as i64, bytes])?;
+        }
+    }
+    let mut put_record = tx.prepare_cached(
+        "INSERT INTO record (collection, rkey, cid, repo_rev, indexed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (collection, rkey) DO UPDATE SET cid = excluded.cid,
+               repo_rev = excluded.repo_rev, indexed_at = excluded.indexed_at",
+    )?;
+    let mut del_record =
+        tx.prepare_cached("DELETE FROM record WHERE collection = ?1 AND rkey = ?2")?;
+    for op in &c.ops {
+        let (collection, rkey) = split_key(op.key())?;
+        match op {
+            RecordOp::Create { cid, .. } | RecordOp::Update { cid, .. } => {
+                put_record.execute(params![collection, rkey, cid.to_string(), rev, now])?;
+            }
+            RecordOp::Delete { .. } => {
+                del_record.execute([collection, rkey])?;
+            }
+        }
+    }
+    // After the record rows are final, so a CID still used by another path survives.
+    let mut del_block = tx.prepare_cached(
+        "DELETE FROM repo_block WHERE cid = ?1
+             AND NOT EXISTS (SELECT 1 FROM record WHERE cid = ?2)",
+    )?;
+    for cid in &c.removed_cids {
+        if !c.new_blocks.contains_key(cid) && !c.removed_nodes.contains(cid) {
+            del_block.execute(params![cid.to_bytes(), cid.to_string()])?;
+        }
+    }
+    Ok(())
 }
 
 /// Splits an MST key into (collection, rkey).

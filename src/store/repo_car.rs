@@ -219,6 +219,7 @@ impl ActorStore {
         tx.execute_batch("DROP TABLE temp.import_block;")
             .map_err(StoreError::from)?;
         tx.commit().map_err(StoreError::from)?;
+        self.discard_pending();
         Ok(ImportSummary {
             commit: root,
             rev,
