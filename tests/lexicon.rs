@@ -599,6 +599,78 @@ fn post_wrong_type_refused() {
 }
 
 #[test]
+fn typical_records_of_known_types_validate() {
+    let catalog = Catalog::builtin();
+    let did = "did:plc:ewvi7nxzyoun6zhxrhs64oiz";
+    let uri = format!("at://{did}/app.bsky.feed.post/{TID}");
+    let cid = data::cbor_cid(b"x").to_string();
+    let now = "2024-01-02T03:04:05.678Z";
+    let subject = json!({"uri": uri, "cid": cid});
+    let cases = [
+        (
+            "app.bsky.feed.like",
+            TID,
+            json!({"subject": subject, "createdAt": now}),
+        ),
+        (
+            "app.bsky.feed.repost",
+            TID,
+            json!({"subject": subject, "createdAt": now}),
+        ),
+        (
+            "app.bsky.graph.follow",
+            TID,
+            json!({"subject": did, "createdAt": now}),
+        ),
+        (
+            "app.bsky.graph.block",
+            TID,
+            json!({"subject": did, "createdAt": now}),
+        ),
+        (
+            "app.bsky.graph.list",
+            TID,
+            json!({"name": "friends", "purpose": "app.bsky.graph.defs#curatelist", "createdAt": now}),
+        ),
+        (
+            "app.bsky.feed.threadgate",
+            TID,
+            json!({"post": uri, "createdAt": now, "allow": [
+                {"$type": "app.bsky.feed.threadgate#mentionRule"},
+                {"$type": "app.bsky.feed.threadgate#listRule", "list": format!("at://{did}/app.bsky.graph.list/{TID}")}
+            ]}),
+        ),
+        (
+            "app.bsky.actor.profile",
+            "self",
+            json!({"displayName": "Alice", "avatar": blob_json("image/png", 1000),
+                   "labels": {"$type": "com.atproto.label.defs#selfLabels", "values": []}}),
+        ),
+        (
+            "chat.bsky.actor.declaration",
+            "self",
+            json!({"allowIncoming": "following"}),
+        ),
+    ];
+    for (nsid, rkey, mut record) in cases {
+        record["$type"] = json!(nsid);
+        let record = json::from_json(&record).unwrap();
+        assert_eq!(
+            check_write(catalog, ValidationMode::Required, nsid, rkey, &record),
+            Ok(Some(ValidationStatus::Valid)),
+            "{nsid}"
+        );
+    }
+    // A follow's subject must be a DID, not a handle.
+    let follow = json::from_json(
+        &json!({"$type": "app.bsky.graph.follow", "subject": "alice.test", "createdAt": now}),
+    )
+    .unwrap();
+    let e = validate_record(catalog, "app.bsky.graph.follow", TID, &follow).unwrap_err();
+    assert_eq!(e.to_string(), "Record/subject must be a valid did");
+}
+
+#[test]
 fn profile_rkey_must_be_self() {
     let catalog = Catalog::builtin();
     let profile =

@@ -219,25 +219,6 @@ impl Catalog {
     }
 }
 
-impl Def {
-    /// Whether a `ref` may point at this kind of definition: data-describing types and records.
-    fn is_refable(&self) -> bool {
-        matches!(
-            self,
-            Def::Record(_)
-                | Def::Object(_)
-                | Def::Array(_)
-                | Def::Boolean(_)
-                | Def::Integer(_)
-                | Def::String(_)
-                | Def::Bytes(_)
-                | Def::CidLink(_)
-                | Def::Blob(_)
-                | Def::Null(_)
-        )
-    }
-}
-
 /// `(nsid, name)` of a reference written in document `context`.
 pub(crate) fn split_ref<'a>(context: &'a str, reference: &'a str) -> (&'a str, &'a str) {
     match reference.split_once('#') {

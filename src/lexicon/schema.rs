@@ -113,6 +113,23 @@ impl Def {
         )
     }
 
+    /// Whether a `ref` may point at this kind of definition: data-describing types and records.
+    pub(crate) fn is_refable(&self) -> bool {
+        matches!(
+            self,
+            Def::Record(_)
+                | Def::Object(_)
+                | Def::Array(_)
+                | Def::Boolean(_)
+                | Def::Integer(_)
+                | Def::String(_)
+                | Def::Bytes(_)
+                | Def::CidLink(_)
+                | Def::Blob(_)
+                | Def::Null(_)
+        )
+    }
+
     /// Types that describe a data value, so may be an object property or array items.
     fn is_field(&self) -> bool {
         matches!(
