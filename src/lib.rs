@@ -19,6 +19,7 @@ pub mod crypto;
 pub mod data;
 pub mod identity;
 pub mod jwt;
+pub mod lexicon;
 pub mod pds;
 pub mod plc;
 pub mod repo;
