@@ -285,6 +285,7 @@ both_stores!(
     streams_a_large_blob,
     too_large_leaves_nothing,
     failed_body_leaves_nothing,
+    dropped_upload_leaves_nothing,
     delete_and_delete_many,
     quarantine_hides_from_get,
     list_temp_shows_abandoned_uploads,
@@ -437,6 +438,31 @@ async fn failed_body_leaves_nothing(f: &Fixture) {
         assert!(matches!(err, UploadError::Body(_)), "{err}");
         assert!(err.to_string().contains("client went away"), "{err}");
         assert!(store.list_temp().await.unwrap().is_empty());
+    }
+    assert!(
+        files_under(&f.root).is_empty(),
+        "{:?}",
+        files_under(&f.root)
+    );
+}
+
+async fn dropped_upload_leaves_nothing(f: &Fixture) {
+    let store = &*f.store;
+    let did = did();
+    // The body stalls after some bytes and the upload is given up on (its future dropped),
+    // as when a client disconnects; before and after the S3 part size.
+    for prefix_len in [10_000, 6 * MIB] {
+        let prefix = noise(prefix_len, 6);
+        let stalled = body(&prefix, 64 * 1024).chain(stream::pending());
+        let attempt = upload(store, &did, stalled, u64::MAX, None);
+        let result = tokio::time::timeout(Duration::from_millis(500), attempt).await;
+        assert!(result.is_err(), "a stalled body cannot finish");
+        assert!(store.list_temp().await.unwrap().is_empty());
+    }
+    // S3 aborts the multipart upload in a background task; give it a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !files_under(&f.root).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
         files_under(&f.root).is_empty(),
@@ -696,6 +722,23 @@ async fn disk_refuses_path_traversal() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(outside, vec![std::ffi::OsString::from("blocks")]);
+}
+
+#[test]
+fn disk_refuses_temp_dir_equal_to_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = dir.path().join("blocks");
+    for tmp_location in [location.clone(), location.join("quarantine")] {
+        let config = BlobstoreConfig::Disk {
+            location: location.clone(),
+            tmp_location,
+        };
+        let err = open_blob_store(&config).unwrap_err();
+        assert!(
+            err.to_string().contains("PDS_BLOBSTORE_DISK_TMP_LOCATION"),
+            "{err}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -39,6 +39,19 @@ impl DiskBlobStore {
         for dir in [location, tmp_location, quarantine.as_path()] {
             std::fs::create_dir_all(dir).map_err(|e| io_err("create directory", dir, e))?;
         }
+        // Garbage collection deletes what list_temp finds, so the temp directory must not be
+        // one that holds permanent blobs.
+        let canonical = |dir: &Path| {
+            std::fs::canonicalize(dir).map_err(|e| io_err("resolve directory", dir, e))
+        };
+        let tmp = canonical(tmp_location)?;
+        if tmp == canonical(location)? || tmp == canonical(&quarantine)? {
+            return Err(BlobError::Config(format!(
+                "PDS_BLOBSTORE_DISK_TMP_LOCATION ({}) must differ from the blob location and its \
+                 quarantine directory",
+                tmp_location.display()
+            )));
+        }
         Ok(DiskBlobStore {
             location: location.to_path_buf(),
             tmp_location: tmp_location.to_path_buf(),
@@ -68,18 +81,12 @@ impl DiskBlobStore {
     /// filesystem, where a rename cannot cross).
     async fn copy_into_place(&self, from: &Path, to: &Path) -> Result<(), BlobError> {
         let partial = partial_path(to);
-        let result = async {
-            fs::copy(from, &partial)
-                .await
-                .map_err(|e| io_err("copy", from, e))?;
-            sync_file(&partial).await?;
-            rename_synced(&partial, to).await
-        }
-        .await;
-        if result.is_err() {
-            let _ = fs::remove_file(&partial).await;
-        }
-        result
+        let _guard = RemoveOnDrop::new(&partial);
+        fs::copy(from, &partial)
+            .await
+            .map_err(|e| io_err("copy", from, e))?;
+        sync_file(&partial).await?;
+        rename_synced(&partial, to).await
     }
 }
 
@@ -95,6 +102,9 @@ impl BlobStore for DiskBlobStore {
             .open(&path)
             .await
             .map_err(|e| io_err("create", &path, e))?;
+        // Removes the file on every way out but success, including this future being dropped
+        // (a client that disconnects mid-upload).
+        let guard = RemoveOnDrop::new(&path);
         let written = async {
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(BlobError::Body)?;
@@ -107,13 +117,9 @@ impl BlobStore for DiskBlobStore {
         }
         .await;
         drop(file);
-        match written {
-            Ok(()) => Ok(key),
-            Err(e) => {
-                let _ = fs::remove_file(&path).await;
-                Err(e)
-            }
-        }
+        written?;
+        guard.keep();
+        Ok(key)
     }
 
     async fn make_permanent(&self, did: &Did, temp_key: &str, cid: &Cid) -> Result<(), BlobError> {
@@ -148,7 +154,8 @@ impl BlobStore for DiskBlobStore {
         }
         create_parent(&stored).await?;
         let partial = partial_path(&stored);
-        let result = async {
+        let _guard = RemoveOnDrop::new(&partial);
+        async {
             let mut file = fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -167,11 +174,7 @@ impl BlobStore for DiskBlobStore {
             drop(file);
             rename_synced(&partial, &stored).await
         }
-        .await;
-        if result.is_err() {
-            let _ = fs::remove_file(&partial).await;
-        }
-        result
+        .await
     }
 
     async fn get(&self, did: &Did, cid: &Cid) -> Result<Option<BlobContent>, BlobError> {
@@ -263,6 +266,29 @@ impl BlobStore for DiskBlobStore {
             .into_iter()
             .filter_map(|(name, _)| Cid::try_from(name.as_str()).ok())
             .collect())
+    }
+}
+
+/// Removes a file being written unless [`RemoveOnDrop::keep`] is called. After a successful
+/// rename the path no longer exists, so the removal is a harmless no-op there.
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl RemoveOnDrop {
+    fn new(path: &Path) -> RemoveOnDrop {
+        RemoveOnDrop(Some(path.to_path_buf()))
+    }
+
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            // Synchronous: Drop cannot await, and unlinking one file is quick.
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

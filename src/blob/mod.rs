@@ -19,9 +19,10 @@
 //!   another file.
 //! - [`BlobStore::put_temp`] either stores the whole stream and returns its key, or fails and
 //!   leaves no object behind: a body stream that yields an error (a truncated request, the upload
-//!   pipeline's size limit) aborts the write and removes the partial object. A process crash mid
-//!   upload may leave a partial temporary file, which [`BlobStore::list_temp`] reports for garbage
-//!   collection like any abandoned upload.
+//!   pipeline's size limit) aborts the write and removes the partial object, and so does dropping
+//!   the `put_temp` future (a client gone mid-upload). A process crash mid upload may leave a
+//!   partial temporary file, which [`BlobStore::list_temp`] reports for garbage collection like
+//!   any abandoned upload.
 //! - [`BlobStore::make_permanent`] is idempotent: when the permanent object already exists
 //!   (blobs are content-addressed, so it holds the same bytes) the temporary one is just dropped.
 //! - Deletes are idempotent: deleting what is not there succeeds.

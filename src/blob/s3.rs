@@ -7,7 +7,8 @@
 //!
 //! Uploads of up to [`PART_SIZE`] bytes are one `PutObject`; larger ones become a multipart
 //! upload whose parts are sent as the body arrives, so memory stays at a few parts whatever the
-//! blob's size. A failed body aborts the multipart upload, leaving no object.
+//! blob's size. A failed body, or dropping the `put_temp` future, aborts the multipart upload,
+//! leaving no object and no stored parts.
 
 use std::time::Duration;
 
@@ -113,16 +114,16 @@ impl S3BlobStore {
     async fn write_stream(&self, path: &Path, mut body: ByteStream<'_>) -> Result<(), BlobError> {
         let mut buffered: Vec<Bytes> = Vec::new();
         let mut buffered_len = 0usize;
-        let mut upload: Option<WriteMultipart> = None;
+        let mut upload = AbortOnDrop(None);
         while let Some(chunk) = body.next().await {
             let chunk = match chunk {
                 Ok(chunk) => chunk,
                 Err(e) => {
-                    abort(upload).await;
+                    upload.abort().await;
                     return Err(BlobError::Body(e));
                 }
             };
-            if let Some(writer) = upload.as_mut() {
+            if let Some(writer) = upload.0.as_mut() {
                 if let Err(e) = self
                     .timed(
                         "upload part",
@@ -131,7 +132,7 @@ impl S3BlobStore {
                     )
                     .await
                 {
-                    abort(upload).await;
+                    upload.abort().await;
                     return Err(e);
                 }
                 writer.put(chunk);
@@ -151,10 +152,10 @@ impl S3BlobStore {
                 for chunk in buffered.drain(..) {
                     writer.put(chunk);
                 }
-                upload = Some(writer);
+                upload.0 = Some(writer);
             }
         }
-        match upload {
+        match upload.0.take() {
             Some(writer) => {
                 // On failure `finish` has already aborted the upload.
                 self.timed("finish multipart upload", path, writer.finish())
@@ -366,11 +367,29 @@ fn parse_path(key: &str) -> Result<Path, BlobError> {
     Path::parse(key).map_err(|_| BlobError::UnsafePath(key.chars().take(64).collect()))
 }
 
-async fn abort(upload: Option<WriteMultipart>) {
-    if let Some(writer) = upload {
-        // Best effort: an abort that fails leaves an incomplete multipart upload, which is
-        // never visible as an object (and bucket lifecycle rules expire it).
-        let _ = writer.abort().await;
+/// A multipart upload in progress, aborted if dropped before it is finished or aborted: on a
+/// failed body, or when the future writing it is dropped (a client gone mid-upload).
+struct AbortOnDrop(Option<WriteMultipart>);
+
+impl AbortOnDrop {
+    async fn abort(&mut self) {
+        if let Some(writer) = self.0.take() {
+            // Best effort: an abort that fails leaves an incomplete multipart upload, which is
+            // never visible as an object (and bucket lifecycle rules expire it).
+            let _ = writer.abort().await;
+        }
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(writer) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = writer.abort().await;
+            });
+        }
     }
 }
 
