@@ -13,6 +13,7 @@
 pub mod account;
 pub mod api;
 pub mod auth;
+pub mod blob;
 pub mod car;
 pub mod config;
 pub mod crypto;
