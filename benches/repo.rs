@@ -195,7 +195,9 @@ fn phase_grouped(dir: &Path, n: u64) {
         queued.push(data);
         repo = next;
         if queued.len() == GROUP || i + 1 == n {
-            store.apply_commits(&queued).expect("stored");
+            store
+                .apply_commits(&queued, berth::store::actor_index::BlobCheck::Require)
+                .expect("stored");
             queued.clear();
         }
     }

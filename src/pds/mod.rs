@@ -5,10 +5,13 @@
 //! account row exists only once its repo and (for new DIDs) its PLC genesis are in place, and a
 //! failed sign-up removes what it created.
 
+pub mod actors;
 mod app_passwords;
 pub mod handle_policy;
 mod identity;
 mod invites;
+pub mod rate_limits;
+pub mod repo;
 mod signing_keys;
 
 use crate::account::{self as acct, password};
@@ -42,6 +45,14 @@ pub struct Pds {
     /// Bounds concurrent password hashing (see `create_session`).
     password_checks: tokio::sync::Semaphore,
     actors_dir: PathBuf,
+    /// Open actor stores (one per account, the account's write lock).
+    pub actors: Arc<actors::Actors>,
+    pub blobs: Arc<dyn crate::blob::BlobStore>,
+    /// Resolves DIDs (PLC, did:web) through the DID cache.
+    pub dids: crate::identity::DidResolver,
+    /// Record keys for creates without one.
+    tids: crate::syntax::TidClock,
+    pub rate_limits: rate_limits::RateLimits,
 }
 
 /// What a new account sends.
@@ -69,7 +80,18 @@ impl Pds {
         let plc = PlcClient::new(&config.identity.plc_url)?;
         let handles = HandleResolver::new(identity_config(&config))?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let blobs = crate::blob::open_blob_store(&config.blobstore)?;
+        let did_cache = crate::identity::DidCache::open(&config.db.did_cache_db)?;
+        let dids = crate::identity::DidResolver::new(identity_config(&config), Some(did_cache))?;
         Ok(Pds {
+            actors: Arc::new(actors::Actors::new(
+                config.db.actor_store_directory.clone(),
+                Durability::Full,
+            )),
+            blobs,
+            dids,
+            tids: crate::syntax::TidClock::new(),
+            rate_limits: rate_limits::RateLimits::new(config.rate_limits.enabled),
             password_checks: tokio::sync::Semaphore::new(cores),
             handles,
             actors_dir: config.db.actor_store_directory.clone(),

@@ -139,6 +139,7 @@ pub fn xrpc_methods() -> XrpcRoutes {
         .merge(describe::routes())
         .merge(crate::api::com::atproto::identity::routes())
         .merge(crate::api::com::atproto::server::routes())
+        .merge(crate::api::com::atproto::repo::routes())
 }
 
 /// The largest request body any route accepts; the server-wide cap.
@@ -147,7 +148,7 @@ pub fn body_limit(config: &Config) -> usize {
         .service
         .blob_upload_limit
         .max(config.service.repo_import_limit())
-        .max(xrpc::JSON_BODY_LIMIT as u64);
+        .max(xrpc::RECORD_BODY_LIMIT as u64);
     usize::try_from(largest).unwrap_or(usize::MAX)
 }
 

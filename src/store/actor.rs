@@ -18,6 +18,7 @@
 //!   hence one `ActorStore` per account per process is the writer, and all reads go through it.
 
 use super::StoreError;
+use super::actor_index::{BlobCheck, index_commit};
 use super::sqlite::{self, ACTOR_MIGRATIONS, Durability};
 use crate::crypto::{Curve, Keypair};
 use crate::data::Cid;
@@ -187,23 +188,31 @@ impl ActorStore {
         .transpose()
     }
 
-    /// Applies a commit in one transaction.
-    pub fn apply_commit(&mut self, c: &CommitData) -> Result<(), StoreError> {
-        self.apply_commits(std::slice::from_ref(c))
+    /// Applies a commit in one transaction. Every blob its records reference must have a
+    /// matching `blob` row. Returns the blobs no record references any more (their rows are
+    /// gone; deleting their bytes is the caller's job, after this returns).
+    pub fn apply_commit(&mut self, c: &CommitData) -> Result<Vec<Cid>, StoreError> {
+        self.apply_commits(std::slice::from_ref(c), BlobCheck::Require)
     }
 
     /// Applies consecutive commits (each built on the one before) in one transaction: all of
     /// them land or none does. A writer with several commits queued stores them together, so
     /// the per-transaction cost (WAL frames for shared pages, locking) is paid once.
-    pub fn apply_commits(&mut self, commits: &[CommitData]) -> Result<(), StoreError> {
+    pub fn apply_commits(
+        &mut self,
+        commits: &[CommitData],
+        check: BlobCheck,
+    ) -> Result<Vec<Cid>, StoreError> {
         let Some(last) = commits.last() else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let now = crate::syntax::Datetime::now().to_string();
         let tx = self.conn.transaction()?;
         let mut changes = Vec::new();
+        let mut unreferenced_blobs = Vec::new();
         for c in commits {
             write_commit(&tx, c, &now)?;
+            unreferenced_blobs.extend(index_commit(&tx, &self.did, c, check)?);
             let rev = c.rev.to_string();
             for cid in &c.removed_nodes {
                 changes.push(NodeChange::Remove(*cid));
@@ -240,7 +249,7 @@ impl ActorStore {
         } else {
             self.pending.apply(changes, commits.len());
         }
-        Ok(())
+        Ok(unreferenced_blobs)
     }
 
     /// Writes pending MST nodes now (before handing the file to another process, or when idle).

@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod actor;
+pub mod actor_index;
 pub mod repo_car;
 pub mod sqlite;
 
@@ -26,4 +27,7 @@ pub enum StoreError {
     },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A record references a blob that can't be committed (client error, not corruption).
+    #[error(transparent)]
+    BlobRef(Box<actor_index::BlobRefError>),
 }

@@ -9,6 +9,7 @@
 
 use super::StoreError;
 use super::actor::ActorStore;
+use super::actor_index::{BlobCheck, index_record};
 use crate::car::{CarError, CarReader, CarWriter};
 use crate::crypto::PublicKey;
 use crate::data::{Cid, cbor};
@@ -134,8 +135,11 @@ impl ActorStore {
         let rev = commit.rev.to_string();
         let now = crate::syntax::Datetime::now().to_string();
 
-        tx.execute_batch("DELETE FROM repo_block; DELETE FROM record; DELETE FROM repo_root;")
-            .map_err(StoreError::from)?;
+        tx.execute_batch(
+            "DELETE FROM repo_block; DELETE FROM record; DELETE FROM repo_root;
+             DELETE FROM backlink; DELETE FROM record_blob;",
+        )
+        .map_err(StoreError::from)?;
         let (mut records, mut blocks) = (0u64, 0u64);
         {
             let mut put_block = tx
@@ -174,12 +178,18 @@ impl ActorStore {
                                 cid: Box::new(value),
                             })
                         })?;
-                        if let Err(e) = cbor::decode(&bytes) {
-                            return Err(stop(ImportError::InvalidRecord {
-                                key: key.to_string(),
-                                reason: e.to_string(),
-                            }));
-                        }
+                        let record = match cbor::decode(&bytes) {
+                            Ok(record) => record,
+                            Err(e) => {
+                                return Err(stop(ImportError::InvalidRecord {
+                                    key: key.to_string(),
+                                    reason: e.to_string(),
+                                }));
+                            }
+                        };
+                        let uri = format!("at://{}/{key}", self.did);
+                        index_record(&tx, &uri, collection, &record, BlobCheck::LinkOnly)
+                            .map_err(|e| stop(e.into()))?;
                         put_block
                             .execute(params![value.to_bytes(), rev, bytes.len() as i64, bytes])
                             .and_then(|_| {

@@ -16,20 +16,27 @@ use super::XrpcError;
 /// JSON body cap for procedures: 150 KiB, as the reference's `payload.jsonLimit`.
 pub const JSON_BODY_LIMIT: usize = 150 * 1024;
 
-/// A JSON request body deserialized into `T`, capped at [`JSON_BODY_LIMIT`] bytes.
+/// JSON body cap for record writes (`createRecord`, `putRecord`, `applyWrites`), as the
+/// reference.
+pub const RECORD_BODY_LIMIT: usize = 1_000_000;
+
+/// A JSON request body deserialized into `T`, capped at `LIMIT` bytes ([`JSON_BODY_LIMIT`]
+/// unless a method allows more).
 ///
 /// Failures: wrong or missing `Content-Type` and malformed or mistyped JSON give 400
 /// `InvalidRequest`; an oversize body gives 413 `PayloadTooLarge`.
 #[derive(Debug, Clone)]
-pub struct XrpcJson<T>(pub T);
+pub struct XrpcJson<T, const LIMIT: usize = JSON_BODY_LIMIT>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for XrpcJson<T> {
+impl<S: Send + Sync, T: DeserializeOwned, const LIMIT: usize> FromRequest<S>
+    for XrpcJson<T, LIMIT>
+{
     type Rejection = XrpcError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         check_json_content_type(req.headers())?;
         let (parts, body) = req.into_parts();
-        let bytes = read_body(&parts.headers, body, JSON_BODY_LIMIT).await?;
+        let bytes = read_body(&parts.headers, body, LIMIT).await?;
         serde_json::from_slice(&bytes)
             .map(XrpcJson)
             .map_err(|e| XrpcError::invalid_request(format!("Invalid JSON body: {e}")))

@@ -1,2 +1,3 @@
 pub mod identity;
+pub mod repo;
 pub mod server;
