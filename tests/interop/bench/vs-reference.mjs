@@ -226,11 +226,17 @@ async function measure(name, server) {
     body.write(name, 8)
     return api.call('POST', 'com.atproto.repo.uploadBlob', { token: accounts[(w ?? 0) + 2].token, body, type: 'application/octet-stream' })
   }
+  // A small upload first: a server that refuses the method may close the connection before
+  // reading a 1 MiB body, and the client would only see EPIPE.
+  const probe = () =>
+    api.call('POST', 'com.atproto.repo.uploadBlob', { token: accounts[2].token, body: Buffer.from(`probe ${name}`), type: 'text/plain' })
   await phase(['blobSeq'], async () => {
+    await probe()
     const { seconds } = await pool(BLOBS, 1, (i) => upload(i, 0))
     return { blobSeq: BLOBS / seconds }
   })
   await phase(['blobPar'], async () => {
+    await probe()
     const { seconds } = await pool(BLOBS, BLOB_CONCURRENCY, (i, w) => upload(i + BLOBS, w))
     return { blobPar: BLOBS / seconds }
   })
@@ -295,6 +301,7 @@ try {
   }
   console.log(`\nberth vs reference PDS (@atproto/pds), ${new Date().toISOString()}, node ${process.version}`)
   console.log(table(results))
+  console.log('berth/reference: above 1 is better for rates, below 1 is better for latency and RSS')
 } finally {
   await cleanUp()
   clearTimeout(deadline)
