@@ -590,3 +590,123 @@ async fn concurrent_writers_on_one_repo_lose_nothing() {
     }
     assert_eq!(won, 1);
 }
+
+/// A CAR of `n` posts for `did`, signed with `key`, built with berth's repo engine in memory.
+fn build_car(did: &str, key: &berth::crypto::Keypair, n: usize) -> Vec<u8> {
+    use berth::repo::{RecordWrite, Repo};
+    use berth::store::actor::ActorStore;
+    let mut store = ActorStore::open_in_memory(did).unwrap();
+    let (mut repo, genesis) = Repo::create(did.parse().unwrap(), key).unwrap();
+    store.apply_commit(&genesis).unwrap();
+    for i in 0..n {
+        let write = RecordWrite::Create {
+            collection: "app.bsky.feed.post".try_into().unwrap(),
+            rkey: format!("3kimport{i:05}").as_str().try_into().unwrap(),
+            record: berth::data::json::from_json(&post(&format!("imported {i}"))).unwrap(),
+        };
+        let (next, data) = repo.format_commit(&store, &[write], key).unwrap();
+        store.apply_commit(&data).unwrap();
+        repo = next;
+    }
+    store.export_car(Vec::new(), None).unwrap()
+}
+
+async fn import(c: &Client, token: &str, car: Vec<u8>) -> (StatusCode, Value) {
+    let res = c
+        .pds
+        .http
+        .post(format!("{}/xrpc/com.atproto.repo.importRepo", c.pds.url))
+        .bearer_auth(token)
+        .header("content-type", "application/vnd.ipld.car")
+        .body(car)
+        .send()
+        .await
+        .unwrap();
+    (res.status(), res.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn import_repo_replaces_the_repo_only_with_a_verified_car() {
+    let c = Client::new().await;
+    c.create_post("before import").await;
+    let actors = c.pds.dir.path().join("actors");
+    let key = berth::store::actor::read_signing_key(&actors, &c.did).unwrap();
+
+    // Refused: another DID's repo, another key's signature, a truncated CAR, a lying root.
+    let root = c.root().await;
+    let other_did = "did:plc:ewvi7nxzyoun6zhxrhs64oiz";
+    let wrong_did = build_car(other_did, &key, 3);
+    let wrong_key = build_car(
+        &c.did,
+        &berth::crypto::Keypair::generate(berth::crypto::Curve::K256),
+        3,
+    );
+    let good = build_car(&c.did, &key, 30);
+    let truncated = good[..good.len() - 40].to_vec();
+    let mut lying = good.clone();
+    // Flip a byte inside the last block: its hash no longer matches its CID.
+    let at = lying.len() - 5;
+    lying[at] ^= 0x55;
+    for (name, car) in [
+        ("wrong DID", wrong_did),
+        ("wrong key", wrong_key),
+        ("truncated", truncated),
+        ("tampered", lying),
+    ] {
+        let (s, v) = import(&c, &c.token, car).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{name}: {v}");
+        assert_eq!(v["error"], "InvalidRequest", "{name}: {v}");
+        assert_eq!(c.root().await, root, "{name} changed the repo");
+    }
+
+    // Accepted: the repo is the CAR's; writes continue on top of it.
+    let (s, v) = import(&c, &c.token, good).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_ne!(c.root().await, root);
+    let (_, list) = c
+        .get(
+            "com.atproto.repo.listRecords",
+            &[
+                ("repo", &c.did),
+                ("collection", "app.bsky.feed.post"),
+                ("limit", "100"),
+            ],
+        )
+        .await;
+    let recs = list["records"].as_array().unwrap();
+    assert_eq!(recs.len(), 30);
+    assert!(
+        recs.iter()
+            .all(|r| r["value"]["text"].as_str().unwrap().starts_with("imported"))
+    );
+    let after = c.create_post("after import").await;
+    assert_eq!(after["commit"]["cid"].as_str().unwrap(), c.root().await);
+
+    // App-password sessions may not import.
+    let (s, v) = c
+        .post(
+            "com.atproto.server.createAppPassword",
+            json!({"name": "app"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let res = c
+        .pds
+        .http
+        .post(format!(
+            "{}/xrpc/com.atproto.server.createSession",
+            c.pds.url
+        ))
+        .json(&json!({"identifier": c.did, "password": v["password"]}))
+        .send()
+        .await
+        .unwrap();
+    let app: Value = res.json().await.unwrap();
+    let (s, _) = import(
+        &c,
+        app["accessJwt"].as_str().unwrap(),
+        build_car(&c.did, &key, 1),
+    )
+    .await;
+    assert_ne!(s, StatusCode::OK);
+}

@@ -21,6 +21,7 @@ pub fn routes() -> XrpcRoutes {
         .query("com.atproto.repo.getRecord", get_record)
         .query("com.atproto.repo.listRecords", list_records)
         .query("com.atproto.repo.describeRepo", describe_repo)
+        .procedure("com.atproto.repo.importRepo", import_repo)
 }
 
 type RecordJson<T> = XrpcJson<T, RECORD_BODY_LIMIT>;
@@ -338,6 +339,22 @@ async fn list_records(
         )
         .await?;
     Ok(Json(out))
+}
+
+/// `importRepo`: a CAR body up to `PDS_MAX_REPO_IMPORT_SIZE`; full access tokens only.
+async fn import_repo(
+    State(state): State<AppState>,
+    auth: AccessAuth,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<Value>, XrpcError> {
+    if auth.claims.scope != AuthScope::Access {
+        return Err(XrpcError::invalid_token("Bad token scope"));
+    }
+    let pds = state.pds()?;
+    let limit = usize::try_from(pds.config.service.repo_import_limit()).unwrap_or(usize::MAX);
+    let car = crate::xrpc::read_body(&headers, body, limit).await?;
+    Ok(Json(pds.import_repo(&auth.did, car).await?))
 }
 
 #[derive(Deserialize)]
