@@ -218,10 +218,14 @@ impl Pds {
 
     /// The account `repo` names, if the authenticated account may write to it.
     async fn writable_account(&self, auth_did: &Did, repo: &str) -> Result<Account, XrpcError> {
-        let account = self
-            .find_account(repo)
-            .await?
-            .ok_or_else(|| XrpcError::invalid_request(format!("Could not find repo: {repo}")))?;
+        // As the reference: a repo not hosted here is 403 AccountNotFound.
+        let account = self.find_account(repo).await?.ok_or_else(|| {
+            XrpcError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "AccountNotFound",
+                "Account not found",
+            )
+        })?;
         if &account.did != auth_did {
             return Err(XrpcError::authentication_required(
                 "Input/repo must be the authenticated account",
