@@ -671,3 +671,62 @@ async fn s3_backend_round_trip() {
     assert_eq!(c.get_blob(&cid).await.status(), StatusCode::BAD_REQUEST);
     drop(server);
 }
+
+#[tokio::test]
+async fn taken_down_blobs_and_unavailable_repos() {
+    let c = Client::new(&[]).await;
+    let bytes = png(12, 900);
+    let blob = c.upload_ok(&bytes).await;
+    let cid = cid_of(&blob);
+    let (s, v) = c.create_image_post(&blob).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    // A deactivated repo's blobs are refused to others but not to the owner.
+    let accounts = rusqlite::Connection::open(c.pds.dir.path().join("account.sqlite")).unwrap();
+    accounts
+        .execute(
+            "UPDATE actor SET deactivated_at = '2026-01-01T00:00:00.000Z' WHERE did = ?1",
+            [&c.did],
+        )
+        .unwrap();
+    let res = c.get_blob(&cid).await;
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "RepoDeactivated"
+    );
+    let res = c
+        .pds
+        .http
+        .get(format!(
+            "{}/xrpc/com.atproto.sync.getBlob?did={}&cid={cid}",
+            c.pds.url, c.did
+        ))
+        .bearer_auth(&c.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    accounts
+        .execute(
+            "UPDATE actor SET deactivated_at = NULL WHERE did = ?1",
+            [&c.did],
+        )
+        .unwrap();
+
+    // A taken-down blob is not served and cannot be uploaded again.
+    c.actor_db()
+        .execute(
+            "UPDATE blob SET takedown_ref = 'mod-1' WHERE cid = ?1",
+            [&cid],
+        )
+        .unwrap();
+    let res = c.get_blob(&cid).await;
+    assert_eq!(res.json::<Value>().await.unwrap()["error"], "BlobNotFound");
+    let (s, v) = c.upload(&bytes, "image/png").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"], "InvalidRequest");
+    assert!(
+        files_under(&c.temp_dir()).is_empty(),
+        "the refused upload left nothing"
+    );
+}
