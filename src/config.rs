@@ -142,6 +142,12 @@ pub struct ServiceConfig {
     /// `PDS_MAX_REPO_IMPORT_SIZE` in bytes; unset means [`Self::blob_upload_limit`] applies
     /// (see [`ServiceConfig::repo_import_limit`]).
     pub max_repo_import_size: Option<u64>,
+    /// `PDS_BLOB_GC_TEMP_AGE_SECS` (berth only; default 3600): how old an unreferenced
+    /// temporary upload must be before blob garbage collection deletes it.
+    pub blob_gc_temp_age: Duration,
+    /// `PDS_BLOB_GC_INTERVAL_SECS` (berth only; default 3600, 0 = off): how often the server
+    /// collects blob garbage; `None` when off.
+    pub blob_gc_interval: Option<Duration>,
 }
 
 impl ServiceConfig {
@@ -300,6 +306,8 @@ pub mod defaults {
     pub const HOSTNAME: &str = "localhost";
     pub const PLC_URL: &str = "https://plc.directory";
     pub const BLOB_UPLOAD_LIMIT: u64 = 5 * 1024 * 1024;
+    /// Blob garbage collection: the temporary-upload grace period and the interval, seconds.
+    pub const BLOB_GC_SECS: u64 = 3600;
     pub const DID_CACHE_STALE_TTL_MS: u64 = 60 * 60 * 1000;
     pub const DID_CACHE_MAX_TTL_MS: u64 = 24 * 60 * 60 * 1000;
     pub const ID_RESOLVER_TIMEOUT_MS: u64 = 3000;
@@ -506,6 +514,17 @@ impl Config {
             accepting_repo_imports: v.bool("PDS_ACCEPTING_REPO_IMPORTS")?.unwrap_or(true),
             blob_upload_limit,
             max_repo_import_size: v.u64("PDS_MAX_REPO_IMPORT_SIZE")?,
+            blob_gc_temp_age: Duration::from_secs(
+                v.u64("PDS_BLOB_GC_TEMP_AGE_SECS")?
+                    .unwrap_or(defaults::BLOB_GC_SECS),
+            ),
+            blob_gc_interval: match v
+                .u64("PDS_BLOB_GC_INTERVAL_SECS")?
+                .unwrap_or(defaults::BLOB_GC_SECS)
+            {
+                0 => None,
+                secs => Some(Duration::from_secs(secs)),
+            },
             hostname: hostname.clone(),
             port,
             public_url,

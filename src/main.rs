@@ -54,6 +54,27 @@ enum Command {
         #[command(subcommand)]
         command: CarCommand,
     },
+    /// Blob store maintenance.
+    Blobs {
+        #[command(subcommand)]
+        command: BlobsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BlobsCommand {
+    /// Collect blob garbage once: temporary uploads older than PDS_BLOB_GC_TEMP_AGE_SECS that
+    /// no record referenced, blobs no record references, and temporary files with no row.
+    /// Never deletes a blob a record references. Safest with the server stopped (a running
+    /// server collects on its own every PDS_BLOB_GC_INTERVAL_SECS).
+    Gc {
+        /// Read PDS_* variables from this file too; the process environment wins.
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+        /// Report what would be deleted, deleting nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -126,6 +147,9 @@ fn main() -> ExitCode {
         Command::Car {
             command: CarCommand::Inspect { path },
         } => car_inspect(&path),
+        Command::Blobs {
+            command: BlobsCommand::Gc { env_file, dry_run },
+        } => blobs_gc(env_file, dry_run),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -217,6 +241,25 @@ fn repo(command: RepoCommand) -> anyhow::Result<()> {
     };
     println!("{summary}");
     Ok(())
+}
+
+fn blobs_gc(env_file: Option<PathBuf>, dry_run: bool) -> anyhow::Result<()> {
+    init_tracing();
+    let config = match env_file {
+        Some(path) => berth::config::Config::from_env_file(&path)?,
+        None => berth::config::Config::from_env()?,
+    };
+    let age = config.service.blob_gc_temp_age;
+    runtime()?.block_on(async move {
+        let pds = berth::pds::Pds::open(std::sync::Arc::new(config))?;
+        let report = pds
+            .collect_blob_garbage(age, dry_run)
+            .await
+            .map_err(|e| anyhow::anyhow!("blob gc: {e}"))?;
+        print!("{}", report.table());
+        pds.actors.flush_all();
+        Ok(())
+    })
 }
 
 fn car_inspect(path: &std::path::Path) -> anyhow::Result<()> {

@@ -7,6 +7,8 @@
 
 pub mod actors;
 mod app_passwords;
+pub mod blob_gc;
+pub mod blobs;
 pub mod handle_policy;
 mod identity;
 mod invites;

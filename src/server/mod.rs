@@ -140,6 +140,7 @@ pub fn xrpc_methods() -> XrpcRoutes {
         .merge(crate::api::com::atproto::identity::routes())
         .merge(crate::api::com::atproto::server::routes())
         .merge(crate::api::com::atproto::repo::routes())
+        .merge(crate::api::com::atproto::sync::routes())
 }
 
 /// The largest request body any route accepts; the server-wide cap.
@@ -281,7 +282,13 @@ pub async fn serve_with_shutdown(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tracing::info!(url = %state.config.service.public_url, "serving");
-    serve_router(router(state), listener, shutdown).await
+    // Background work that lives as long as the server.
+    let blob_gc = state.pds.as_ref().and_then(|pds| pds.spawn_blob_gc());
+    let served = serve_router(router(state), listener, shutdown).await;
+    if let Some(task) = blob_gc {
+        task.abort();
+    }
+    served
 }
 
 /// Serves a built router (see [`router_with`]) until `shutdown` completes, gracefully.

@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod actor;
+pub mod actor_blobs;
 pub mod actor_index;
 pub mod repo_car;
 pub mod sqlite;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod rclone;
+
 use berth::config::Config;
 use berth::server::AppState;
 
@@ -13,6 +15,8 @@ pub struct TestPds {
     pub plc_url: String,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
+    /// The server's services, for what no XRPC method exposes (blob garbage collection).
+    pub pds: std::sync::Arc<berth::pds::Pds>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -50,6 +54,7 @@ pub async fn start_pds(env: &[(&str, &str)]) -> TestPds {
     vars.extend_from_slice(env);
     let config = Config::for_testing(dir.path(), &vars).unwrap();
     let state = AppState::open(config).unwrap();
+    let pds = state.pds.clone().unwrap();
     tokio::spawn(async move {
         berth::server::serve_with_shutdown(state, listener, async {
             let _ = stop_rx.await;
@@ -63,6 +68,7 @@ pub async fn start_pds(env: &[(&str, &str)]) -> TestPds {
         plc_url,
         http: reqwest::Client::new(),
         dir,
+        pds,
         _stop: stop_tx,
     }
 }

@@ -5,6 +5,7 @@ import test from 'node:test'
 import assert from 'node:assert/strict'
 import { AtpAgent } from '@atproto/api'
 import { startReferencePlc, startReferencePds, startBerth } from '../lib/harness.mjs'
+import { randomPng } from '../lib/png.mjs'
 
 const NOW = '2026-11-23T10:00:00.000Z'
 const post = (text, extra = {}) => ({ $type: 'app.bsky.feed.post', text, createdAt: NOW, ...extra })
@@ -145,10 +146,47 @@ async function scenario(url) {
     didDocId: desc.data.didDoc?.id === repo,
   }
   t.describeMissing = await outcome(() => R.describeRepo({ repo: 'nobody.test' }))
+
+  // Blobs: upload (the type is sniffed), reference from a post and the profile, read back.
+  const png = randomPng()
+  const up = await agent.uploadBlob(png, { encoding: 'application/octet-stream' })
+  const blob = up.data.blob
+  t.upload = { mimeType: blob.mimeType, size: blob.size === png.length, type: blob.original?.$type ?? 'blob' }
+  t.wrongMime = await outcome(() =>
+    R.createRecord({ repo, collection: 'com.example.thing', record: { img: { $type: 'blob', ref: { $link: blob.ref.toString() }, mimeType: 'image/jpeg', size: png.length } } }))
+  t.wrongSize = await outcome(() =>
+    R.createRecord({ repo, collection: 'com.example.thing', record: { img: { $type: 'blob', ref: { $link: blob.ref.toString() }, mimeType: 'image/png', size: png.length + 1 } } }))
+  const withImage = await outcome(async () => {
+    const r = await agent.post({ text: 'look', createdAt: NOW, embed: { $type: 'app.bsky.embed.images', images: [{ image: blob, alt: 'noise' }] } })
+    return { uri: r.uri }
+  })
+  t.postWithImage = { ok: withImage.ok }
+  await agent.upsertProfile((p) => ({ ...(p ?? {}), avatar: blob }))
+  const readBlob = async () => {
+    const res = await fetch(`${url}/xrpc/com.atproto.sync.getBlob?did=${repo}&cid=${blob.ref.toString()}`)
+    const bytes = Buffer.from(await res.arrayBuffer())
+    return {
+      status: res.status,
+      same: res.status === 200 && bytes.equals(png),
+      type: res.headers.get('content-type'),
+      nosniff: res.headers.get('x-content-type-options'),
+      csp: res.headers.get('content-security-policy'),
+    }
+  }
+  t.getBlob = await readBlob()
+  t.missingBlobs = (await R.listMissingBlobs({})).data.blobs.length
+  // The post goes; the profile still references the blob, so it stays.
+  if (withImage.ok) {
+    await R.deleteRecord({ repo, collection: 'app.bsky.feed.post', rkey: withImage.uri.split('/').pop() })
+  }
+  t.getBlobAfterDelete = (await readBlob()).status
+  // The profile drops its avatar: now nothing references the blob.
+  await agent.upsertProfile((p) => ({ displayName: p?.displayName }))
+  t.getBlobUnreferenced = (await readBlob()).status
   return t
 }
 
-test('record methods behave as the reference PDS', async (t) => {
+test('record and blob methods behave as the reference PDS', async (t) => {
   const plc = await startReferencePlc(t)
   const reference = await startReferencePds(t, { plcUrl: plc.url })
   const berth = await startBerth(t, { plcUrl: plc.url })

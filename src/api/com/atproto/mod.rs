@@ -1,3 +1,4 @@
 pub mod identity;
 pub mod repo;
 pub mod server;
+pub mod sync;

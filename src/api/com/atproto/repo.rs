@@ -22,6 +22,8 @@ pub fn routes() -> XrpcRoutes {
         .query("com.atproto.repo.listRecords", list_records)
         .query("com.atproto.repo.describeRepo", describe_repo)
         .procedure("com.atproto.repo.importRepo", import_repo)
+        .procedure("com.atproto.repo.uploadBlob", upload_blob)
+        .query("com.atproto.repo.listMissingBlobs", list_missing_blobs)
 }
 
 type RecordJson<T> = XrpcJson<T, RECORD_BODY_LIMIT>;
@@ -367,4 +369,79 @@ async fn describe_repo(
     XrpcQuery(q): XrpcQuery<RepoParam>,
 ) -> Result<Json<Value>, XrpcError> {
     Ok(Json(state.pds()?.describe_repo(&q.repo).await?))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blobs: uploadBlob, listMissingBlobs (the service side is `pds::blobs`).
+
+/// `uploadBlob`: any MIME type; the body is streamed to the blob store, never buffered whole.
+async fn upload_blob(
+    State(state): State<AppState>,
+    auth: AccessAuth,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<Value>, XrpcError> {
+    writer(&auth)?;
+    let pds = state.pds()?;
+    let limit = pds.config.service.blob_upload_limit;
+    // A declared length over the limit is refused before a byte is stored; a body without
+    // one (chunked) is cut off by the upload pipeline as soon as it passes the limit.
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(XrpcError::payload_too_large(format!(
+            "request body exceeds {limit} bytes"
+        )));
+    }
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|ct| ct.split(';').next().unwrap_or("").trim().to_string());
+    let blob = pds
+        .upload_blob(&auth.did, body.into_data_stream(), content_type.as_deref())
+        .await?;
+    Ok(Json(json!({
+        "blob": {
+            "$type": "blob",
+            "ref": {"$link": blob.cid.to_string()},
+            "mimeType": blob.mime_type,
+            "size": blob.size,
+        }
+    })))
+}
+
+#[derive(Deserialize)]
+struct ListMissingBlobsParams {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+async fn list_missing_blobs(
+    State(state): State<AppState>,
+    auth: AccessAuth,
+    XrpcQuery(q): XrpcQuery<ListMissingBlobsParams>,
+) -> Result<Json<Value>, XrpcError> {
+    writer(&auth)?;
+    let limit = q.limit.unwrap_or(500);
+    if !(1..=1000).contains(&limit) {
+        return Err(XrpcError::invalid_request(
+            "limit must be between 1 and 1000",
+        ));
+    }
+    let missing = state
+        .pds()?
+        .list_missing_blobs(&auth.did, limit as usize, q.cursor)
+        .await?;
+    let cursor = missing.last().map(|(cid, _)| cid.to_string());
+    let blobs: Vec<Value> = missing
+        .into_iter()
+        .map(|(cid, uri)| json!({"cid": cid.to_string(), "recordUri": uri}))
+        .collect();
+    let mut out = json!({ "blobs": blobs });
+    if let Some(c) = cursor {
+        out["cursor"] = json!(c);
+    }
+    Ok(Json(out))
 }
