@@ -185,34 +185,27 @@ impl Pds {
         let blobs = self.blobs.clone();
         let rt = tokio::runtime::Handle::current();
         let dedupe = opts.dedupe_backlinks && opts.validate != Some(false);
-        let (outcome, unreferenced) = self
+        let outcome = self
             .actors
             .run(&did, move |st| {
                 apply(st, actors.dir(), &rt, &*blobs, prepared, &opts, dedupe)
             })
             .await?;
         if let Some(commit) = &outcome.commit {
-            self.after_commit(&did, commit, unreferenced).await;
+            self.after_commit(&did, commit).await;
         }
         Ok(outcome)
     }
 
-    /// Bookkeeping after a stored commit: the account table's root mirror (`listRepos`) and
-    /// deleting the bytes of blobs no record references any more. Failures are logged: the
-    /// commit stands, a stale mirror is rewritten by the next commit, a leftover blob is
-    /// garbage collected.
-    async fn after_commit(&self, did: &Did, commit: &CommitData, unreferenced: Vec<Cid>) {
+    /// Bookkeeping after a stored commit: the account table's root mirror (`listRepos`).
+    /// Failures are logged: the commit stands and the next commit rewrites the mirror.
+    async fn after_commit(&self, did: &Did, commit: &CommitData) {
         let (d, cid, rev) = (did.clone(), commit.cid, commit.rev.to_string());
         if let Err(e) = self
             .accounts(move |s| s.upsert_repo_root(&d, &cid, &rev))
             .await
         {
             tracing::warn!(%did, "updating the repo root mirror: {:?}", e.message);
-        }
-        if !unreferenced.is_empty()
-            && let Err(e) = self.blobs.delete_many(did, &unreferenced).await
-        {
-            tracing::warn!(%did, "deleting unreferenced blobs: {e}");
         }
     }
 
@@ -574,7 +567,7 @@ fn apply(
     prepared: Vec<Prepared>,
     opts: &WriteOptions,
     dedupe: bool,
-) -> Result<(WriteOutcome, Vec<Cid>), XrpcError> {
+) -> Result<WriteOutcome, XrpcError> {
     let did = st.did.clone();
     let repo = st.repo()?.clone();
     if let Some(swap) = opts.swap_commit
@@ -685,13 +678,10 @@ fn apply(
         }
     }
     if writes.is_empty() {
-        return Ok((
-            WriteOutcome {
-                commit: None,
-                results,
-            },
-            Vec::new(),
-        ));
+        return Ok(WriteOutcome {
+            commit: None,
+            results,
+        });
     }
     make_blobs_permanent(st, rt, blobs, &writes)?;
     let key = st.key(actors_dir)?.clone();
@@ -700,13 +690,18 @@ fn apply(
         .map_err(write_error)?;
     let unreferenced = st.store.apply_commit(&data).map_err(commit_store_error)?;
     st.set_repo(next);
-    Ok((
-        WriteOutcome {
-            commit: Some(data),
-            results,
-        },
-        unreferenced,
-    ))
+    // Still under the account's lock, so a re-upload of the same blob (which takes the lock to
+    // record its row) can't land between the row's deletion and this delete of its bytes.
+    if !unreferenced.is_empty()
+        && let Err(e) = rt.block_on(blobs.delete_many(&did, &unreferenced))
+    {
+        // The commit stands; leftover bytes without a row are garbage collected.
+        tracing::warn!(%did, "deleting unreferenced blobs: {e}");
+    }
+    Ok(WriteOutcome {
+        commit: Some(data),
+        results,
+    })
 }
 
 /// Moves the bytes of uploaded (temporary) blobs the writes reference to permanent storage,

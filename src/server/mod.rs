@@ -284,9 +284,14 @@ pub async fn serve_with_shutdown(
     tracing::info!(url = %state.config.service.public_url, "serving");
     // Background work that lives as long as the server.
     let blob_gc = state.pds.as_ref().and_then(|pds| pds.spawn_blob_gc());
+    let actors = state.pds.as_ref().map(|pds| pds.actors.clone());
     let served = serve_router(router(state), listener, shutdown).await;
     if let Some(task) = blob_gc {
         task.abort();
+    }
+    // Write pending MST nodes now, so the next start has nothing to rebuild.
+    if let Some(actors) = actors {
+        let _ = tokio::task::spawn_blocking(move || actors.flush_all()).await;
     }
     served
 }

@@ -95,7 +95,11 @@ pub(super) fn index_commit(
             return Err(StoreError::Corrupt(format!("repo path {key:?} has no '/'")));
         };
         let uri = format!("at://{did}/{key}");
-        unlinked.extend(unindex_record(tx, &uri)?);
+        // A create's path held no record before this op (a delete earlier in the same commit
+        // already unindexed it), so there is nothing to remove.
+        if !matches!(op, RecordOp::Create { .. }) {
+            unlinked.extend(unindex_record(tx, &uri)?);
+        }
         if let RecordOp::Create { cid, .. } | RecordOp::Update { cid, .. } = op {
             let Some(bytes) = c.new_blocks.get(cid) else {
                 return Err(StoreError::Corrupt(format!(
