@@ -31,7 +31,7 @@ test('Python atproto SDK against the reference PDS', async (t) => {
   assert.match(out, /python sdk smoke: ok/)
 })
 
-test('Python atproto SDK against berth', { skip: 'berth repo endpoints pending' }, async (t) => {
+test('Python atproto SDK against berth', async (t) => {
   const plc = await startReferencePlc(t)
   const pds = await startBerth(t, { plcUrl: plc.url })
   const { code, out } = await smoke(pds.url)
