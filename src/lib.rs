@@ -24,6 +24,7 @@ pub mod lexicon;
 pub mod pds;
 pub mod plc;
 pub mod repo;
+pub mod sequencer;
 pub mod server;
 pub mod store;
 pub mod syntax;

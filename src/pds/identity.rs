@@ -105,6 +105,13 @@ impl Pds {
         }
         let (h, d) = (handle.clone(), did.clone());
         self.accounts(move |s| s.update_handle(&d, &h)).await?;
+        // Always, even when unchanged: clients retry updateHandle to re-publish it.
+        self.sequence(vec![crate::sequencer::Event {
+            did: did.to_string(),
+            kind: crate::sequencer::frames::EventKind::Identity,
+            body: crate::sequencer::frames::identity_body(did.as_str(), Some(handle.as_str())),
+        }])
+        .await;
         Ok(handle)
     }
 }

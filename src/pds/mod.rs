@@ -55,6 +55,8 @@ pub struct Pds {
     /// Record keys for creates without one.
     tids: crate::syntax::TidClock,
     pub rate_limits: rate_limits::RateLimits,
+    /// The firehose log.
+    pub sequencer: Arc<crate::sequencer::Sequencer>,
 }
 
 /// What a new account sends.
@@ -94,6 +96,11 @@ impl Pds {
             dids,
             tids: crate::syntax::TidClock::new(),
             rate_limits: rate_limits::RateLimits::new(config.rate_limits.enabled),
+            sequencer: Arc::new(crate::sequencer::Sequencer::open(
+                &config.db.sequencer_db,
+                Durability::Full,
+                config.subscription.max_buffer,
+            )?),
             password_checks: tokio::sync::Semaphore::new(cores),
             handles,
             actors_dir: config.db.actor_store_directory.clone(),
@@ -206,7 +213,7 @@ impl Pds {
             .ok_or_else(|| XrpcError::internal("could not derive a DID from the genesis op"))?;
 
         // Repo first, so the account never exists without one.
-        let repo_root = self
+        let repo_genesis = self
             .create_repo(&did, &signing_key)
             .await
             .inspect_err(|_| {
@@ -225,6 +232,7 @@ impl Pds {
             .issue(&did, AuthScope::Access, None, Utc::now().timestamp())
             .map_err(|e| XrpcError::internal(e.to_string()))?;
         let refresh_expiry = refresh_expiry(&tokens);
+        let (genesis_cid, genesis_rev) = (repo_genesis.cid, repo_genesis.rev.to_string());
         let result = {
             let (did, handle, email, code, jti) = (
                 did.clone(),
@@ -246,13 +254,17 @@ impl Pds {
                         expires_at: refresh_expiry,
                         app_password_name: None,
                     }),
-                    repo_root: Some((&repo_root.0, &repo_root.1)),
+                    repo_root: Some((&genesis_cid, &genesis_rev)),
                 })
             })
             .await
         };
         match result {
-            Ok(account) => Ok(Session { account, tokens }),
+            Ok(account) => {
+                self.sequence(signup_events(&did, &handle, &repo_genesis))
+                    .await;
+                Ok(Session { account, tokens })
+            }
             Err(e) => {
                 // The DID stays registered at the PLC (as the reference, which only tombstones
                 // on later failures); the repo is removed so a retry starts clean.
@@ -266,7 +278,7 @@ impl Pds {
         &self,
         did: &Did,
         key: &Keypair,
-    ) -> Result<(crate::data::Cid, String), XrpcError> {
+    ) -> Result<crate::repo::CommitData, XrpcError> {
         let (actors, did, key) = (self.actors_dir.clone(), did.clone(), key.clone());
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             actor::write_signing_key(&actors, did.as_str(), &key)?;
@@ -275,9 +287,9 @@ impl Pds {
                 did.as_str(),
                 Durability::Full,
             )?;
-            let (repo, genesis) = Repo::create(did.clone(), &key)?;
+            let (_, genesis) = Repo::create(did.clone(), &key)?;
             store.apply_commit(&genesis)?;
-            Ok((repo.commit_cid(), repo.rev().to_string()))
+            Ok(genesis)
         })
         .await
         .map_err(|e| XrpcError::internal(format!("repo task failed: {e}")))?
@@ -436,6 +448,54 @@ impl Pds {
         .await?;
         Ok(tokens)
     }
+}
+
+impl Pds {
+    /// Sequences events on a blocking thread. A failure is logged, not returned: the change
+    /// they describe has happened; relays catch up on the account's next event or `#sync`.
+    pub async fn sequence(&self, events: Vec<crate::sequencer::Event>) {
+        let sequencer = self.sequencer.clone();
+        let result = tokio::task::spawn_blocking(move || sequencer.sequence(&events)).await;
+        match result {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!("sequencing events: {e}"),
+            Err(e) => tracing::error!("sequencing task: {e}"),
+        }
+    }
+}
+
+/// What a new account announces, in the reference's order: identity, account, the genesis
+/// commit, then a `#sync` of it.
+fn signup_events(
+    did: &Did,
+    handle: &Handle,
+    genesis: &crate::repo::CommitData,
+) -> Vec<crate::sequencer::Event> {
+    use crate::sequencer::{Event, frames};
+    let d = did.as_str();
+    let event = |kind, body| Event {
+        did: d.to_string(),
+        kind,
+        body,
+    };
+    let mut events = vec![
+        event(
+            frames::EventKind::Identity,
+            frames::identity_body(d, Some(handle.as_str())),
+        ),
+        event(
+            frames::EventKind::Account,
+            frames::account_body(d, true, None),
+        ),
+        event(frames::EventKind::Commit, frames::commit_body(d, genesis)),
+    ];
+    if let Some(block) = genesis.new_blocks.get(&genesis.cid) {
+        events.push(event(
+            frames::EventKind::Sync,
+            frames::sync_body(d, genesis.rev.as_str(), &genesis.cid, block),
+        ));
+    }
+    events
 }
 
 /// Outbound identity lookups: dev mode (or `PDS_DISABLE_SSRF_PROTECTION`) allows loopback and

@@ -183,12 +183,19 @@ impl Pds {
         let did = account.did.clone();
         let actors = self.actors.clone();
         let blobs = self.blobs.clone();
+        let sequencer = self.sequencer.clone();
         let rt = tokio::runtime::Handle::current();
         let dedupe = opts.dedupe_backlinks && opts.validate != Some(false);
         let outcome = self
             .actors
             .run(&did, move |st| {
-                apply(st, actors.dir(), &rt, &*blobs, prepared, &opts, dedupe)
+                let ctx = WriteContext {
+                    actors_dir: actors.dir(),
+                    rt: &rt,
+                    blobs: &*blobs,
+                    sequencer: &sequencer,
+                };
+                apply(st, &ctx, prepared, &opts, dedupe)
             })
             .await?;
         if let Some(commit) = &outcome.commit {
@@ -558,16 +565,23 @@ fn has_legacy_blob(v: &Ipld) -> bool {
     }
 }
 
+/// What the blocking part of a write works with besides the account's store.
+struct WriteContext<'a> {
+    actors_dir: &'a std::path::Path,
+    rt: &'a tokio::runtime::Handle,
+    blobs: &'a dyn crate::blob::BlobStore,
+    sequencer: &'a crate::sequencer::Sequencer,
+}
+
 /// The blocking part of a write, under the account's lock.
 fn apply(
     st: &mut ActorState,
-    actors_dir: &std::path::Path,
-    rt: &tokio::runtime::Handle,
-    blobs: &dyn crate::blob::BlobStore,
+    ctx: &WriteContext<'_>,
     prepared: Vec<Prepared>,
     opts: &WriteOptions,
     dedupe: bool,
 ) -> Result<WriteOutcome, XrpcError> {
+    let (rt, blobs) = (ctx.rt, ctx.blobs);
     let did = st.did.clone();
     let repo = st.repo()?.clone();
     if let Some(swap) = opts.swap_commit
@@ -684,12 +698,21 @@ fn apply(
         });
     }
     make_blobs_permanent(st, rt, blobs, &writes)?;
-    let key = st.key(actors_dir)?.clone();
+    let key = st.key(ctx.actors_dir)?.clone();
     let (next, data) = repo
         .format_commit(&st.store, &writes, &key)
         .map_err(write_error)?;
     let unreferenced = st.store.apply_commit(&data).map_err(commit_store_error)?;
     st.set_repo(next);
+    // Sequenced under the lock, so the account's events follow its commit order. The commit
+    // stands if this fails; the account's next commit carries the chain on.
+    if let Err(e) = ctx.sequencer.sequence(&[crate::sequencer::Event {
+        did: did.to_string(),
+        kind: crate::sequencer::frames::EventKind::Commit,
+        body: crate::sequencer::frames::commit_body(did.as_str(), &data),
+    }]) {
+        tracing::error!(%did, "sequencing a commit: {e}");
+    }
     // Still under the account's lock, so a re-upload of the same blob (which takes the lock to
     // record its row) can't land between the row's deletion and this delete of its bytes.
     if !unreferenced.is_empty()

@@ -140,6 +140,7 @@ pub fn xrpc_methods() -> XrpcRoutes {
         .merge(crate::api::com::atproto::identity::routes())
         .merge(crate::api::com::atproto::server::routes())
         .merge(crate::api::com::atproto::repo::routes())
+        .merge(crate::api::com::atproto::subscribe_repos::routes())
         .merge(crate::api::com::atproto::sync::routes())
 }
 

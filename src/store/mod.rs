@@ -7,6 +7,7 @@ pub mod actor;
 pub mod actor_blobs;
 pub mod actor_index;
 pub mod repo_car;
+pub mod sequencer;
 pub mod sqlite;
 
 /// Why a storage operation failed.

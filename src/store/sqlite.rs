@@ -36,6 +36,13 @@ pub const PLC_MIGRATIONS: &[Migration] = &[Migration {
     sql: include_str!("../../migrations/plc/0001_init.sql"),
 }];
 
+/// The firehose log's migrations (`migrations/sequencer/`).
+pub const SEQUENCER_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../../migrations/sequencer/0001_init.sql"),
+}];
+
 /// The DID document cache's migrations (`migrations/did_cache/`).
 pub const DID_CACHE_MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
