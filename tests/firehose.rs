@@ -1,0 +1,282 @@
+//! `com.atproto.sync.subscribeRepos` over a real WebSocket (tokio-tungstenite) against berth's
+//! server on 127.0.0.1: cursor rules, replay then live without a gap, slow and vanishing
+//! consumers. The reference client's verification of the frames is in
+//! tests/interop/test/firehose.test.mjs.
+
+use berth::data::Ipld;
+use futures_util::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+mod common;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A decoded frame: header and body.
+#[derive(Debug)]
+struct Frame {
+    op: i64,
+    t: Option<String>,
+    body: Ipld,
+}
+
+impl Frame {
+    fn seq(&self) -> Option<i64> {
+        match self.field("seq") {
+            Some(Ipld::Integer(i)) => i64::try_from(*i).ok(),
+            _ => None,
+        }
+    }
+    fn field(&self, k: &str) -> Option<&Ipld> {
+        match &self.body {
+            Ipld::Map(m) => m.get(k),
+            _ => None,
+        }
+    }
+    fn str(&self, k: &str) -> Option<&str> {
+        match self.field(k) {
+            Some(Ipld::String(s)) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+fn decode(bytes: &[u8]) -> Frame {
+    let mut cursor = std::io::Cursor::new(bytes);
+    let header: Ipld = serde_ipld_dagcbor::de::from_reader_once(&mut cursor).unwrap();
+    let body: Ipld = serde_ipld_dagcbor::de::from_reader_once(&mut cursor).unwrap();
+    assert_eq!(
+        cursor.position() as usize,
+        bytes.len(),
+        "trailing bytes in frame"
+    );
+    let Ipld::Map(h) = header else {
+        panic!("header not a map")
+    };
+    let op = match h.get("op") {
+        Some(Ipld::Integer(i)) => *i as i64,
+        other => panic!("header op {other:?}"),
+    };
+    let t = match h.get("t") {
+        Some(Ipld::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    Frame { op, t, body }
+}
+
+async fn connect(pds: &common::TestPds, cursor: Option<i64>) -> Ws {
+    let mut url = format!(
+        "{}/xrpc/com.atproto.sync.subscribeRepos",
+        pds.url.replace("http://", "ws://")
+    );
+    if let Some(c) = cursor {
+        url.push_str(&format!("?cursor={c}"));
+    }
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+/// The next frame, or `None` when the stream closed; panics after 10 s of silence.
+async fn next(ws: &mut Ws) -> Option<Frame> {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame within 10 s");
+        match msg {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return None,
+            Some(Ok(Message::Binary(b))) => return Some(decode(&b)),
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+async fn sign_up(pds: &common::TestPds, handle: &str) -> (String, String) {
+    let v: Value = pds
+        .http
+        .post(format!("{}/xrpc/com.atproto.server.createAccount", pds.url))
+        .json(&json!({"handle": handle, "email": format!("{handle}@example.com"), "password": "hunter22"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        v["did"].as_str().unwrap().to_string(),
+        v["accessJwt"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn post(pds: &common::TestPds, did: &str, token: &str, text: &str) {
+    let res = pds
+        .http
+        .post(format!("{}/xrpc/com.atproto.repo.createRecord", pds.url))
+        .bearer_auth(token)
+        .json(&json!({"repo": did, "collection": "app.bsky.feed.post",
+            "record": {"$type": "app.bsky.feed.post", "text": text, "createdAt": "2026-11-23T10:00:00.000Z"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cursor_replay_then_live_without_a_gap() {
+    let pds = common::start_pds(&[]).await;
+    let (did, token) = sign_up(&pds, "alice.test").await;
+    for i in 0..10 {
+        post(&pds, &did, &token, &format!("p{i}")).await;
+    }
+    // Sign-up is identity, account, commit, sync: 4 events, then 10 commits.
+    let mut ws = connect(&pds, Some(0)).await;
+    let mut frames = Vec::new();
+    for _ in 0..14 {
+        frames.push(next(&mut ws).await.unwrap());
+    }
+    let seqs: Vec<i64> = frames.iter().map(|f| f.seq().unwrap()).collect();
+    assert_eq!(seqs, (1..=14).collect::<Vec<_>>());
+    let types: Vec<&str> = frames[..4]
+        .iter()
+        .map(|f| f.t.as_deref().unwrap())
+        .collect();
+    assert_eq!(types, ["#identity", "#account", "#commit", "#sync"]);
+    assert!(
+        frames[4..]
+            .iter()
+            .all(|f| f.t.as_deref() == Some("#commit"))
+    );
+    assert_eq!(frames[5].str("repo"), Some(did.as_str()));
+    assert!(matches!(frames[5].field("prevData"), Some(Ipld::Link(_))));
+    assert!(matches!(frames[5].field("blocks"), Some(Ipld::Bytes(b)) if !b.is_empty()));
+    assert!(frames.iter().all(|f| f.op == 1 && f.str("time").is_some()));
+
+    // Live: the next write arrives as seq 15 on this connection, after the replay.
+    post(&pds, &did, &token, "live").await;
+    assert_eq!(next(&mut ws).await.unwrap().seq(), Some(15));
+
+    // A cursor mid-log starts right after it; no cursor means live only.
+    let mut mid = connect(&pds, Some(9)).await;
+    assert_eq!(next(&mut mid).await.unwrap().seq(), Some(10));
+    let mut live_only = connect(&pds, None).await;
+    post(&pds, &did, &token, "second live").await;
+    assert_eq!(next(&mut live_only).await.unwrap().seq(), Some(16));
+    assert_eq!(next(&mut ws).await.unwrap().seq(), Some(16));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cursor_in_the_future_is_an_error_frame_then_close() {
+    let pds = common::start_pds(&[]).await;
+    sign_up(&pds, "alice.test").await;
+    let mut ws = connect(&pds, Some(1000)).await;
+    let f = next(&mut ws).await.unwrap();
+    assert_eq!(f.op, -1);
+    assert_eq!(f.str("error"), Some("FutureCursor"));
+    // Then the server closes with 1008.
+    let close = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap();
+    match close {
+        Some(Ok(Message::Close(Some(frame)))) => {
+            assert_eq!(u16::from(frame.code), 1008);
+            assert_eq!(frame.reason.as_str(), "FutureCursor");
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cursor_older_than_the_backfill_window_gets_outdated_cursor_info() {
+    let pds = common::start_pds(&[("PDS_REPO_BACKFILL_LIMIT_MS", "1500")]).await;
+    let (did, token) = sign_up(&pds, "alice.test").await; // seqs 1-4
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    post(&pds, &did, &token, "inside the window").await; // seq 5
+    let mut ws = connect(&pds, Some(1)).await;
+    let info = next(&mut ws).await.unwrap();
+    assert_eq!(info.t.as_deref(), Some("#info"));
+    assert_eq!(info.str("name"), Some("OutdatedCursor"));
+    assert_eq!(next(&mut ws).await.unwrap().seq(), Some(5));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_that_never_reads_is_dropped_and_others_are_unaffected() {
+    let pds = common::start_pds(&[("PDS_MAX_SUBSCRIPTION_BUFFER", "8")]).await;
+    let (did, token) = sign_up(&pds, "alice.test").await;
+    let mut stalled = connect(&pds, None).await;
+    let mut reader = connect(&pds, None).await;
+    let reading = tokio::spawn(async move {
+        let mut seqs = Vec::new();
+        while seqs.len() < 80 {
+            match next(&mut reader).await {
+                Some(f) => seqs.push(f.seq().unwrap()),
+                None => break,
+            }
+        }
+        seqs
+    });
+    // Big records fill the stalled client's socket buffers, so the server falls behind it.
+    let big = "x".repeat(150_000);
+    for i in 0..80 {
+        let res = pds
+            .http
+            .post(format!("{}/xrpc/com.atproto.repo.createRecord", pds.url))
+            .bearer_auth(&token)
+            .json(&json!({"repo": did, "collection": "com.example.big", "record": {"i": i, "pad": big}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let seqs = reading.await.unwrap();
+    assert_eq!(
+        seqs,
+        (5..85).collect::<Vec<_>>(),
+        "the reading subscriber got every event"
+    );
+    // The stalled one, when it finally reads: some frames, then ConsumerTooSlow and the end.
+    let mut last = None;
+    while let Some(f) = next(&mut stalled).await {
+        last = Some(f);
+    }
+    let last = last.expect("frames before the error");
+    assert_eq!(last.op, -1, "{last:?}");
+    assert_eq!(last.str("error"), Some("ConsumerTooSlow"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn thousands_of_connects_and_disconnects_leave_the_server_serving() {
+    let pds = common::start_pds(&[]).await;
+    let (did, token) = sign_up(&pds, "alice.test").await;
+    for round in 0..20 {
+        let mut conns = Vec::new();
+        for _ in 0..100 {
+            conns.push(connect(&pds, Some(0)).await);
+        }
+        // Half vanish without a close handshake, half close properly mid-replay.
+        for (i, mut ws) in conns.into_iter().enumerate() {
+            if i % 2 == 0 {
+                let _ = ws.close(None).await;
+            }
+            drop(ws);
+        }
+        if round % 5 == 0 {
+            post(&pds, &did, &token, &format!("round {round}")).await;
+        }
+    }
+    let mut ws = connect(&pds, Some(0)).await;
+    let mut n = 0;
+    while let Some(f) = tokio::time::timeout(Duration::from_millis(500), next(&mut ws))
+        .await
+        .ok()
+        .flatten()
+    {
+        n += 1;
+        assert_eq!(f.seq(), Some(n));
+        if n == 8 {
+            break;
+        }
+    }
+    assert_eq!(n, 8, "4 sign-up events and 4 commits replayed");
+    let _ = ws.send(Message::Close(None)).await;
+}
