@@ -280,3 +280,106 @@ async fn thousands_of_connects_and_disconnects_leave_the_server_serving() {
     assert_eq!(n, 8, "4 sign-up events and 4 commits replayed");
     let _ = ws.send(Message::Close(None)).await;
 }
+
+async fn call(pds: &common::TestPds, token: &str, nsid: &str, body: Value) -> (StatusCode, Value) {
+    let res = pds
+        .http
+        .post(format!("{}/xrpc/{nsid}", pds.url))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (res.status(), res.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn account_status_changes_emit_the_reference_event_sequences() {
+    let pds = common::start_pds(&[]).await;
+    let (did, token) = sign_up(&pds, "alice.test").await;
+    let mut ws = connect(&pds, None).await;
+
+    let (s, v) = call(
+        &pds,
+        &token,
+        "com.atproto.server.deactivateAccount",
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let f = next(&mut ws).await.unwrap();
+    assert_eq!(f.t.as_deref(), Some("#account"));
+    assert_eq!(f.str("did"), Some(did.as_str()));
+    assert_eq!(f.field("active"), Some(&Ipld::Bool(false)));
+    assert_eq!(f.str("status"), Some("deactivated"));
+
+    // Deactivated: writes are refused, nothing is sequenced for them.
+    let res = pds
+        .http
+        .post(format!("{}/xrpc/com.atproto.repo.createRecord", pds.url))
+        .bearer_auth(&token)
+        .json(&json!({"repo": did, "collection": "app.bsky.feed.post",
+            "record": {"text": "x", "createdAt": "2026-11-23T10:00:00.000Z"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"], "AccountDeactivated");
+    let (s, status) = {
+        let res = pds
+            .http
+            .get(format!(
+                "{}/xrpc/com.atproto.server.checkAccountStatus",
+                pds.url
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        (res.status(), res.json::<Value>().await.unwrap())
+    };
+    assert_eq!(s, StatusCode::OK, "{status}");
+    assert_eq!(status["activated"], false);
+    assert_eq!(status["validDid"], true);
+    assert_eq!(status["indexedRecords"], 0);
+
+    // Activation: #account, #identity with the handle, #sync carrying the current commit.
+    let (s, v) = call(
+        &pds,
+        &token,
+        "com.atproto.server.activateAccount",
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let frames = [
+        next(&mut ws).await.unwrap(),
+        next(&mut ws).await.unwrap(),
+        next(&mut ws).await.unwrap(),
+    ];
+    let types: Vec<&str> = frames.iter().map(|f| f.t.as_deref().unwrap()).collect();
+    assert_eq!(types, ["#account", "#identity", "#sync"]);
+    assert_eq!(frames[0].field("active"), Some(&Ipld::Bool(true)));
+    assert_eq!(frames[1].str("handle"), Some("alice.test"));
+    let Some(Ipld::Bytes(car)) = frames[2].field("blocks") else {
+        panic!("sync without blocks")
+    };
+    let reader = berth::car::CarReader::new(car.as_slice()).unwrap();
+    assert_eq!(reader.roots().len(), 1);
+
+    // A handle change: #identity, even when re-published unchanged.
+    for handle in ["alice2.test", "alice2.test"] {
+        let (s, v) = call(
+            &pds,
+            &token,
+            "com.atproto.identity.updateHandle",
+            json!({"handle": handle}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let f = next(&mut ws).await.unwrap();
+        assert_eq!(f.t.as_deref(), Some("#identity"));
+        assert_eq!(f.str("handle"), Some(handle));
+    }
+}

@@ -12,6 +12,7 @@ pub mod blobs;
 pub mod handle_policy;
 mod identity;
 mod invites;
+mod lifecycle;
 pub mod rate_limits;
 pub mod repo;
 mod signing_keys;

@@ -245,6 +245,20 @@ impl ActorStore {
             .collect())
     }
 
+    /// (distinct blobs records reference, blob rows): `checkAccountStatus`'s
+    /// `expectedBlobs` and `importedBlobs`.
+    pub fn blob_counts(&self) -> Result<(u64, u64), StoreError> {
+        let expected: i64 = self.conn.query_row(
+            "SELECT count(DISTINCT blob_cid) FROM record_blob",
+            [],
+            |r| r.get(0),
+        )?;
+        let imported: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM blob", [], |r| r.get(0))?;
+        Ok((expected as u64, imported as u64))
+    }
+
     /// The distinct collections holding records (`describeRepo`).
     pub fn collections(&self) -> Result<Vec<String>, StoreError> {
         Ok(self

@@ -33,6 +33,72 @@ pub fn routes() -> XrpcRoutes {
             get_account_invite_codes,
         )
         .procedure("com.atproto.server.reserveSigningKey", reserve_signing_key)
+        .procedure("com.atproto.server.deactivateAccount", deactivate_account)
+        .procedure("com.atproto.server.activateAccount", activate_account)
+        .query(
+            "com.atproto.server.checkAccountStatus",
+            check_account_status,
+        )
+}
+
+/// Full-access sessions only (not app passwords), as the reference's "full" auth.
+fn full_access(auth: &AccessAuth) -> Result<(), XrpcError> {
+    match auth.claims.scope {
+        AuthScope::Access | AuthScope::Takendown => Ok(()),
+        _ => Err(XrpcError::invalid_token("Bad token scope")),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct DeactivateInput {
+    delete_after: Option<String>,
+}
+
+async fn deactivate_account(
+    State(state): State<AppState>,
+    auth: AccessAuth,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, XrpcError> {
+    full_access(&auth)?;
+    // The input is optional: an empty body means no deleteAfter.
+    let input: DeactivateInput = if body.is_empty() {
+        DeactivateInput::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| XrpcError::invalid_request(format!("Invalid JSON body: {e}")))?
+    };
+    let delete_after = input
+        .delete_after
+        .map(|s| {
+            DateTime::parse_from_rfc3339(&s)
+                .map(|d| d.with_timezone(&Utc))
+                .map_err(|e| XrpcError::invalid_request(format!("Invalid deleteAfter: {e}")))
+        })
+        .transpose()?;
+    state
+        .pds()?
+        .deactivate_account(&auth.did, delete_after)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+async fn activate_account(
+    State(state): State<AppState>,
+    auth: AccessAuth,
+) -> Result<Json<Value>, XrpcError> {
+    if auth.claims.scope != AuthScope::Access {
+        return Err(XrpcError::invalid_token("Bad token scope"));
+    }
+    state.pds()?.activate_account(&auth.did).await?;
+    Ok(Json(json!({})))
+}
+
+async fn check_account_status(
+    State(state): State<AppState>,
+    auth: AccessAuth,
+) -> Result<Json<Value>, XrpcError> {
+    Ok(Json(state.pds()?.check_account_status(&auth.did).await?))
 }
 
 #[derive(Deserialize)]
