@@ -15,6 +15,7 @@ mod invites;
 pub mod rate_limits;
 pub mod repo;
 mod signing_keys;
+pub mod sync;
 
 use crate::account::{self as acct, password};
 use crate::auth::{AuthScope, SessionTokens, TokenIssuer};
