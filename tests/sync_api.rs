@@ -668,3 +668,39 @@ async fn unavailable_repos() {
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert_eq!(res.json::<Value>().await.unwrap()["error"], "InvalidToken");
 }
+
+#[tokio::test]
+async fn abandoned_export_releases_the_account() {
+    let c = Client::new().await;
+    // Several MB: far more than the export channel plus the socket buffers hold.
+    for batch in 0..6 {
+        c.create_many(40, 20_000, &format!("big{batch}")).await;
+    }
+    let mut res = c.get("com.atproto.sync.getRepo", &[("did", &c.did)]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let first = res.chunk().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    // The export is now blocked on the reader, holding the account lock; going away must
+    // end it, so the account's writes are not stuck behind a dead download.
+    drop(res);
+    let write = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        c.create("app.bsky.feed.post", post("after the abandoned export")),
+    )
+    .await;
+    assert!(write.is_ok(), "a write waited on an abandoned export");
+
+    // And a full read still works and verifies.
+    let full = c
+        .get_car("com.atproto.sync.getRepo", &[("did", &c.did)])
+        .await;
+    assert!(full.len() > 4_000_000, "{} bytes", full.len());
+    let mut scratch = ActorStore::open_in_memory(&c.did).unwrap();
+    let summary = scratch
+        .import_car(
+            CarReader::new(full.as_slice()).unwrap(),
+            Some(&c.key().public_key()),
+        )
+        .unwrap();
+    assert_eq!(summary.records, 241);
+}

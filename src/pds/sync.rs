@@ -10,7 +10,8 @@
 //!   bounded channel of [`CAR_CHUNK`]-sized chunks, so memory per export is a few chunks and
 //!   a slow client slows the export instead of buffering it. The account lock is held for the
 //!   export (writes to that account wait; other accounts do not). A client that goes away
-//!   closes the channel, which ends the export and frees the lock.
+//!   closes the channel, which ends the export and frees the lock; one that takes no chunk for
+//!   [`CAR_STALL_LIMIT`] has its export cut off for the same reason.
 //! - An error before the first chunk is an XRPC error; after it, the body is cut short (a CAR
 //!   that ends early), as HTTP leaves no other way to report it.
 
@@ -33,6 +34,9 @@ use tokio::sync::mpsc;
 pub const CAR_CHUNK: usize = 64 * 1024;
 /// Chunks buffered between the exporting thread and the HTTP body.
 const CAR_CHANNEL_CHUNKS: usize = 4;
+/// How long an export waits for the reader to take a chunk before giving up. The export holds
+/// the account lock, so a reader that stalls must not hold the account's writes for longer.
+const CAR_STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Who is reading, which decides whether an unavailable repo may be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +150,7 @@ impl Pds {
         let out = ChunkWriter {
             tx: tx.clone(),
             buf: Vec::with_capacity(CAR_CHUNK),
+            rt: tokio::runtime::Handle::current(),
         };
         tokio::spawn(async move {
             let since = since.map(|t| t.to_string());
@@ -362,19 +367,32 @@ fn parse_repo_cursor(cursor: &str) -> Result<(DateTime<Utc>, Did), XrpcError> {
 }
 
 /// A `Write` that cuts its input into chunks of about [`CAR_CHUNK`] bytes and hands them to
-/// the HTTP body; blocks when the body is [`CAR_CHANNEL_CHUNKS`] chunks behind. Runs only on
-/// blocking threads (`blocking_send`).
+/// the HTTP body; blocks when the body is [`CAR_CHANNEL_CHUNKS`] chunks behind, for at most
+/// [`CAR_STALL_LIMIT`]. Runs only on blocking threads (it blocks on `rt`).
 struct ChunkWriter {
     tx: mpsc::Sender<Result<Bytes, XrpcError>>,
     buf: Vec<u8>,
+    rt: tokio::runtime::Handle,
 }
 
 impl ChunkWriter {
     fn send(&mut self) -> io::Result<()> {
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CAR_CHUNK));
-        self.tx
-            .blocking_send(Ok(Bytes::from(chunk)))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the CAR reader went away"))
+        let sent = self.rt.block_on(
+            self.tx
+                .send_timeout(Ok(Bytes::from(chunk)), CAR_STALL_LIMIT),
+        );
+        match sent {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the CAR reader went away",
+            )),
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the CAR reader stalled",
+            )),
+        }
     }
 }
 
