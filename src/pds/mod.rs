@@ -16,6 +16,7 @@ mod lifecycle;
 pub mod rate_limits;
 pub mod repo;
 mod signing_keys;
+pub mod sync;
 
 use crate::account::{self as acct, password};
 use crate::auth::{AuthScope, SessionTokens, TokenIssuer};
