@@ -16,6 +16,7 @@ pub mod auth;
 pub mod blob;
 pub mod car;
 pub mod config;
+pub mod crawlers;
 pub mod crypto;
 pub mod data;
 pub mod identity;

@@ -59,6 +59,32 @@ enum Command {
         #[command(subcommand)]
         command: BlobsCommand,
     },
+    /// Relays (PDS_CRAWLERS): ask them to crawl this PDS, and see how well they follow it.
+    Relay {
+        #[command(subcommand)]
+        command: RelayCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RelayCommand {
+    /// Ask each relay to crawl this PDS now (com.atproto.sync.requestCrawl with PDS_HOSTNAME)
+    /// and print its answer. A running server repeats this by itself after writes, at most
+    /// every 20 minutes.
+    RequestCrawl(RelayArgs),
+    /// Print each relay's status for this host and, for our repos (the first 50), whether the
+    /// relay has their current rev. Reads the account database; safe while the server runs.
+    Status(RelayArgs),
+}
+
+#[derive(clap::Args)]
+struct RelayArgs {
+    /// Read PDS_* variables from this file too; the process environment wins.
+    #[arg(long)]
+    env_file: Option<PathBuf>,
+    /// Relay base URL (repeatable); default: the PDS_CRAWLERS list.
+    #[arg(long = "relay", value_name = "URL")]
+    relays: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -150,6 +176,7 @@ fn main() -> ExitCode {
         Command::Blobs {
             command: BlobsCommand::Gc { env_file, dry_run },
         } => blobs_gc(env_file, dry_run),
+        Command::Relay { command } => relay(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -260,6 +287,109 @@ fn blobs_gc(env_file: Option<PathBuf>, dry_run: bool) -> anyhow::Result<()> {
         pds.actors.flush_all();
         Ok(())
     })
+}
+
+/// The config and the relays to ask: `--relay` values, else PDS_CRAWLERS.
+fn relay_setup(args: RelayArgs) -> anyhow::Result<(berth::config::Config, Vec<String>)> {
+    let config = match &args.env_file {
+        Some(path) => berth::config::Config::from_env_file(path)?,
+        None => berth::config::Config::from_env()?,
+    };
+    let relays = if args.relays.is_empty() {
+        config.crawlers.clone()
+    } else {
+        args.relays
+            .iter()
+            .map(|r| berth::crawlers::normalize_relay_url(r).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<_>>()?
+    };
+    if relays.is_empty() {
+        anyhow::bail!(
+            "no relays to ask: set PDS_CRAWLERS (e.g. https://bsky.network) or pass --relay URL"
+        );
+    }
+    Ok((config, relays))
+}
+
+fn relay(command: RelayCommand) -> anyhow::Result<()> {
+    init_tracing();
+    match command {
+        RelayCommand::RequestCrawl(args) => relay_request_crawl(args),
+        RelayCommand::Status(args) => relay_status(args),
+    }
+}
+
+fn relay_request_crawl(args: RelayArgs) -> anyhow::Result<()> {
+    let (config, relays) = relay_setup(args)?;
+    let hostname = config.service.hostname.clone();
+    let crawlers = berth::crawlers::Crawlers::new(hostname.clone(), relays)?;
+    let outcomes = runtime()?.block_on(crawlers.request_crawl_now());
+    println!("requestCrawl for {hostname}:");
+    for outcome in &outcomes {
+        println!("  {outcome}");
+    }
+    let failed = outcomes.iter().filter(|o| !o.is_ok()).count();
+    if failed > 0 {
+        anyhow::bail!(
+            "{failed} of {} relays did not accept the request",
+            outcomes.len()
+        );
+    }
+    Ok(())
+}
+
+fn relay_status(args: RelayArgs) -> anyhow::Result<()> {
+    let (config, relays) = relay_setup(args)?;
+    let repos = local_repos(&config.db.account_db)?;
+    let hostname = config.service.hostname.clone();
+    let reports = runtime()?.block_on(async {
+        let mut reports = Vec::new();
+        for relay in &relays {
+            reports.push(berth::crawlers::relay_report(relay, &hostname, &repos).await);
+        }
+        reports
+    });
+    println!("{} repos hosted here", repos.len());
+    for report in &reports {
+        print!("{}", report.table());
+    }
+    let failed = reports.iter().filter(|r| r.host.is_err()).count();
+    if failed > 0 {
+        anyhow::bail!(
+            "{failed} of {} relays could not report on this host",
+            reports.len()
+        );
+    }
+    Ok(())
+}
+
+/// Every repo in the account database with its head rev, oldest account first.
+fn local_repos(account_db: &std::path::Path) -> anyhow::Result<Vec<berth::crawlers::LocalRepo>> {
+    // Opening would create an empty database; a missing file means the wrong configuration.
+    if !account_db.exists() {
+        anyhow::bail!(
+            "no account database at {}: point PDS_DATA_DIRECTORY (or PDS_ACCOUNT_DB_LOCATION, \
+             or --env-file) at the server's data",
+            account_db.display()
+        );
+    }
+    let store = berth::store::account::AccountStore::open(account_db)
+        .with_context(|| format!("opening {}", account_db.display()))?;
+    let mut repos = Vec::new();
+    let mut after: Option<(chrono::DateTime<chrono::Utc>, berth::syntax::Did)> = None;
+    loop {
+        let page = store
+            .list_repos(after.as_ref().map(|(t, d)| (*t, d)), 500)
+            .map_err(|e| anyhow::anyhow!("listing repos: {e}"))?;
+        let Some(last) = page.last() else { break };
+        after = Some((last.account.created_at, last.account.did.clone()));
+        repos.extend(page.into_iter().map(|r| berth::crawlers::LocalRepo {
+            active: r.account.is_active(),
+            did: r.account.did,
+            rev: r.root.rev,
+        }));
+    }
+    Ok(repos)
 }
 
 fn car_inspect(path: &std::path::Path) -> anyhow::Result<()> {
