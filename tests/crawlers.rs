@@ -565,3 +565,31 @@ async fn cli_relay_status_and_request_crawl() {
     assert!(stderr.contains("PDS_DATA_DIRECTORY"), "{stderr}");
     assert!(!empty.path().join("account.sqlite").exists());
 }
+
+/// Wired into the server: the first sequenced event (a sign-up) makes the PDS ask each
+/// configured relay to crawl it, once per interval, not once per event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_asks_relays_to_crawl_when_events_flow() {
+    let relay = start_relay(StatusCode::OK, HostMode::Known).await;
+    let pds = common::start_pds(&[("PDS_CRAWLERS", relay.url.as_str())]).await;
+    assert_eq!(relay.crawl_count(), 0, "nothing at startup");
+    for handle in ["alice.test", "bob.test"] {
+        let res = pds
+            .http
+            .post(format!("{}/xrpc/com.atproto.server.createAccount", pds.url))
+            .json(&serde_json::json!({"handle": handle, "email": format!("{handle}@example.com"), "password": "hunter22"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success());
+    }
+    eventually("a requestCrawl", || relay.crawl_count() == 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        relay.crawl_count(),
+        1,
+        "throttled: one request for both sign-ups"
+    );
+    let body = relay.state.crawl_requests.lock().unwrap()[0].clone();
+    assert_eq!(body["hostname"], "localhost");
+}

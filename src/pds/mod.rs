@@ -98,11 +98,20 @@ impl Pds {
             dids,
             tids: crate::syntax::TidClock::new(),
             rate_limits: rate_limits::RateLimits::new(config.rate_limits.enabled),
-            sequencer: Arc::new(crate::sequencer::Sequencer::open(
-                &config.db.sequencer_db,
-                Durability::Full,
-                config.subscription.max_buffer,
-            )?),
+            sequencer: {
+                let sequencer = crate::sequencer::Sequencer::open(
+                    &config.db.sequencer_db,
+                    Durability::Full,
+                    config.subscription.max_buffer,
+                )?;
+                // Relays hear from us when events flow (at most every 20 minutes each).
+                let crawlers = crate::crawlers::Crawlers::new(
+                    config.service.hostname.clone(),
+                    config.crawlers.clone(),
+                )?;
+                sequencer.on_sequenced(move || crawlers.notify_of_update());
+                Arc::new(sequencer)
+            },
             password_checks: tokio::sync::Semaphore::new(cores),
             handles,
             actors_dir: config.db.actor_store_directory.clone(),
