@@ -6,14 +6,10 @@
 //!   repo is refused unless the reader is the account itself or the admin.
 //! - Every read of an account's blocks goes through its actor lock ([`super::actors::Actors`]),
 //!   so it sees one consistent commit, including MST nodes still pending in memory.
-//! - A whole-repo CAR is never held in memory: it is written on the blocking thread into a
-//!   bounded channel of [`CAR_CHUNK`]-sized chunks, so memory per export is a few chunks and
-//!   a slow client slows the export instead of buffering it. The account lock is held for the
-//!   export (writes to that account wait; other accounts do not). A client that goes away
-//!   closes the channel, which ends the export and frees the lock; one that takes no chunk for
-//!   [`CAR_STALL_LIMIT`] has its export cut off for the same reason.
-//! - An error before the first chunk is an XRPC error; after it, the body is cut short (a CAR
-//!   that ends early), as HTTP leaves no other way to report it.
+//! - A whole-repo CAR is never held in memory: under the account lock it is written at disk
+//!   speed to an unlinked temporary file (one consistent commit, pending nodes included), and
+//!   the lock is released before the file is streamed to the client. A slow or stalled reader
+//!   therefore never holds up the account's writes; the file vanishes when the stream ends.
 
 use super::Pds;
 use super::actors::store_error;
@@ -27,16 +23,10 @@ use crate::xrpc::XrpcError;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
-use std::io::{self, Write};
-use tokio::sync::mpsc;
+use std::io;
 
-/// Size of the chunks a CAR export is cut into (a block larger than this is one chunk).
-pub const CAR_CHUNK: usize = 64 * 1024;
-/// Chunks buffered between the exporting thread and the HTTP body.
-const CAR_CHANNEL_CHUNKS: usize = 4;
-/// How long an export waits for the reader to take a chunk before giving up. The export holds
-/// the account lock, so a reader that stalls must not hold the account's writes for longer.
-const CAR_STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Read size when streaming an export file to the client.
+const CAR_CHUNK: usize = 64 * 1024;
 
 /// Who is reading, which decides whether an unavailable repo may be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,8 +126,8 @@ impl Pds {
         }
     }
 
-    /// `getRepo` / `getCheckout`: the repo as a CAR (root: the current commit), streamed in
-    /// chunks; with `since`, only blocks first written after that rev.
+    /// `getRepo` / `getCheckout`: the repo as a CAR (root: the current commit), streamed from
+    /// a temporary file; with `since`, only blocks first written after that rev.
     pub async fn export_repo(
         &self,
         did: &Did,
@@ -145,45 +135,28 @@ impl Pds {
         reader: &SyncReader,
     ) -> Result<impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static, XrpcError> {
         self.available_account(did, reader).await?;
-        let (tx, mut rx) = mpsc::channel(CAR_CHANNEL_CHUNKS);
-        let (actors, did) = (self.actors.clone(), did.clone());
-        let out = ChunkWriter {
-            tx: tx.clone(),
-            buf: Vec::with_capacity(CAR_CHUNK),
-            rt: tokio::runtime::Handle::current(),
-        };
-        tokio::spawn(async move {
-            let since = since.map(|t| t.to_string());
-            let exported = actors
-                .run(&did, move |st| {
-                    st.store
-                        .export_car(out, since.as_deref())
-                        .map(drop)
-                        .map_err(store_error)
-                })
-                .await;
-            if let Err(e) = exported {
-                if tx.is_closed() {
-                    tracing::debug!(%did, "repo export stopped: the reader went away");
-                } else {
-                    tracing::warn!(%did, "repo export failed: {e}");
-                    let _ = tx.send(Err(e)).await;
-                }
-            }
-        });
-        // The first chunk decides between an XRPC error and a streamed body.
-        let first = match rx.recv().await {
-            Some(Ok(chunk)) => chunk,
-            Some(Err(e)) => return Err(e),
-            None => return Err(XrpcError::internal("repo export ended without output")),
-        };
-        let rest = futures_util::stream::unfold(rx, |mut rx| async move {
-            let item = rx.recv().await?;
-            Some((item.map_err(|e| io::Error::other(e.to_string())), rx))
-        });
-        Ok(futures_util::StreamExt::chain(
-            futures_util::stream::iter([Ok(first)]),
-            rest,
+        let spill_dir = self.actors.dir().join(".exports");
+        let since = since.map(|t| t.to_string());
+        let file = self
+            .actors
+            .run(did, move |st| {
+                let mut file = unlinked_temp_file(&spill_dir)
+                    .map_err(|e| XrpcError::internal(format!("export file: {e}")))?;
+                let out = std::io::BufWriter::with_capacity(CAR_CHUNK, &mut file);
+                let out = st
+                    .store
+                    .export_car(out, since.as_deref())
+                    .map_err(store_error)?;
+                out.into_inner()
+                    .map_err(|e| XrpcError::internal(format!("export file: {e}")))?;
+                std::io::Seek::rewind(&mut file)
+                    .map_err(|e| XrpcError::internal(format!("export file: {e}")))?;
+                Ok(file)
+            })
+            .await?;
+        Ok(tokio_util::io::ReaderStream::with_capacity(
+            tokio::fs::File::from_std(file),
+            CAR_CHUNK,
         ))
     }
 
@@ -366,49 +339,20 @@ fn parse_repo_cursor(cursor: &str) -> Result<(DateTime<Utc>, Did), XrpcError> {
     Ok((time, did))
 }
 
-/// A `Write` that cuts its input into chunks of about [`CAR_CHUNK`] bytes and hands them to
-/// the HTTP body; blocks when the body is [`CAR_CHANNEL_CHUNKS`] chunks behind, for at most
-/// [`CAR_STALL_LIMIT`]. Runs only on blocking threads (it blocks on `rt`).
-struct ChunkWriter {
-    tx: mpsc::Sender<Result<Bytes, XrpcError>>,
-    buf: Vec<u8>,
-    rt: tokio::runtime::Handle,
-}
-
-impl ChunkWriter {
-    fn send(&mut self) -> io::Result<()> {
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CAR_CHUNK));
-        let sent = self.rt.block_on(
-            self.tx
-                .send_timeout(Ok(Bytes::from(chunk)), CAR_STALL_LIMIT),
-        );
-        match sent {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the CAR reader went away",
-            )),
-            Err(mpsc::error::SendTimeoutError::Timeout(_)) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the CAR reader stalled",
-            )),
-        }
-    }
-}
-
-impl Write for ChunkWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CAR_CHUNK {
-            self.send()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            self.send()?;
-        }
-        Ok(())
-    }
+/// A new file in `dir` whose name is removed at once: it lives while open, and nothing is left
+/// behind whatever happens to the process.
+fn unlinked_temp_file(dir: &std::path::Path) -> io::Result<std::fs::File> {
+    std::fs::create_dir_all(dir)?;
+    let name = format!(
+        "export-{}",
+        data_encoding::HEXLOWER.encode(&rand::random::<[u8; 12]>())
+    );
+    let path = dir.join(name);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
 }
