@@ -59,6 +59,39 @@ enum Command {
         #[command(subcommand)]
         command: BlobsCommand,
     },
+    /// Move an account from one PDS to another (any implementation), resumably: rerun the same
+    /// command after any failure and it continues where it stopped.
+    Migrate {
+        /// The old host, e.g. https://old-pds.example.
+        #[arg(long)]
+        from: String,
+        /// The new host.
+        #[arg(long)]
+        to: String,
+        /// Handle, email or DID on the old host.
+        #[arg(long)]
+        identifier: String,
+        /// Account password on the old host (or BERTH_MIGRATE_PASSWORD).
+        #[arg(long, env = "BERTH_MIGRATE_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// Handle on the new host (default: the current handle).
+        #[arg(long)]
+        new_handle: Option<String>,
+        /// Email on the new host (default: the current email).
+        #[arg(long)]
+        new_email: Option<String>,
+        /// Password on the new host (default: the old one; or BERTH_MIGRATE_NEW_PASSWORD).
+        #[arg(long, env = "BERTH_MIGRATE_NEW_PASSWORD", hide_env_values = true)]
+        new_password: Option<String>,
+        #[arg(long)]
+        invite_code: Option<String>,
+        /// The PLC token the old host emailed (without it, the old host is asked to email one).
+        #[arg(long)]
+        plc_token: Option<String>,
+        /// The PLC directory.
+        #[arg(long, default_value = "https://plc.directory")]
+        plc_url: String,
+    },
     /// Relays (PDS_CRAWLERS): ask them to crawl this PDS, and see how well they follow it.
     Relay {
         #[command(subcommand)]
@@ -177,6 +210,30 @@ fn main() -> ExitCode {
             command: BlobsCommand::Gc { env_file, dry_run },
         } => blobs_gc(env_file, dry_run),
         Command::Relay { command } => relay(command),
+        Command::Migrate {
+            from,
+            to,
+            identifier,
+            password,
+            new_handle,
+            new_email,
+            new_password,
+            invite_code,
+            plc_token,
+            plc_url,
+        } => migrate(berth::tools::migrate::MigrateOptions {
+            from,
+            to,
+            identifier,
+            password,
+            new_handle,
+            new_email,
+            new_password,
+            invite_code,
+            plc_token,
+            plc_url,
+            interactive: std::io::IsTerminal::is_terminal(&std::io::stdin()),
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -414,4 +471,25 @@ fn car_inspect(path: &std::path::Path) -> anyhow::Result<()> {
         "{blocks} blocks ({cbor} dag-cbor, {raw} raw), {bytes} bytes of block data; all hashes verified"
     );
     Ok(())
+}
+
+fn migrate(opts: berth::tools::migrate::MigrateOptions) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    println!(
+        "migrating {} from {} to {}",
+        opts.identifier, opts.from, opts.to
+    );
+    match rt.block_on(berth::tools::migrate::migrate(opts)) {
+        Ok(report) => {
+            println!(
+                "done: {} moved in {:.1} s ({} records, {} blobs copied this run)",
+                report.did, report.seconds, report.records, report.blobs
+            );
+            Ok(())
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "{}\nRerun the same command to continue: finished steps are skipped.",
+            berth::tools::migrate::explain(&e)
+        )),
+    }
 }

@@ -2,4 +2,6 @@
 //! rest. Each returns a JSON summary that the CLI prints.
 
 pub mod dev;
+pub mod migrate;
 pub mod repo;
+pub mod xrpc_client;
