@@ -22,6 +22,7 @@ pub mod data;
 pub mod identity;
 pub mod jwt;
 pub mod lexicon;
+pub mod mail;
 pub mod pds;
 pub mod plc;
 pub mod repo;

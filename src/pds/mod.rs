@@ -9,6 +9,7 @@ pub mod actors;
 mod app_passwords;
 pub mod blob_gc;
 pub mod blobs;
+pub mod email_flows;
 pub mod handle_policy;
 mod identity;
 mod invites;

@@ -13,6 +13,12 @@ pub fn routes() -> XrpcRoutes {
     XrpcRoutes::new()
         .query("com.atproto.identity.resolveHandle", resolve_handle)
         .procedure("com.atproto.identity.updateHandle", update_handle)
+        // PLC operation signing for migrations (end of file).
+        .procedure(
+            "com.atproto.identity.requestPlcOperationSignature",
+            request_plc_operation_signature,
+        )
+        .procedure("com.atproto.identity.signPlcOperation", sign_plc_operation)
 }
 
 #[derive(Deserialize)]
@@ -35,4 +41,62 @@ async fn update_handle(
 ) -> Result<Json<Value>, XrpcError> {
     state.pds()?.update_handle(&auth.did, &input.handle).await?;
     Ok(Json(json!({})))
+}
+
+// ----- PLC operation signing: requestPlcOperationSignature, signPlcOperation ---------------
+// Full access, taken-down sessions included (so a taken-down account can still move away), as
+// the reference. The service is `pds::email_flows`.
+
+fn require_full_or_takendown(auth: &AccessAuth) -> Result<(), XrpcError> {
+    use crate::auth::AuthScope;
+    match auth.claims.scope {
+        AuthScope::Access | AuthScope::Takendown => Ok(()),
+        _ => Err(XrpcError::invalid_token("Bad token scope")),
+    }
+}
+
+async fn request_plc_operation_signature(
+    State(state): State<AppState>,
+    auth: AccessAuth,
+) -> Result<Json<Value>, XrpcError> {
+    require_full_or_takendown(&auth)?;
+    state
+        .pds()?
+        .request_plc_operation_signature(&auth.did)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SignPlcOperationInput {
+    token: Option<String>,
+    rotation_keys: Option<Vec<String>>,
+    also_known_as: Option<Vec<String>>,
+    verification_methods: Option<std::collections::BTreeMap<String, String>>,
+    services: Option<std::collections::BTreeMap<String, crate::plc::document::Service>>,
+}
+
+async fn sign_plc_operation(
+    State(state): State<AppState>,
+    auth: AccessAuth,
+    XrpcJson(input): XrpcJson<SignPlcOperationInput>,
+) -> Result<Json<Value>, XrpcError> {
+    require_full_or_takendown(&auth)?;
+    let Some(token) = input.token else {
+        return Err(XrpcError::invalid_request(
+            "email confirmation token required to sign PLC operations",
+        ));
+    };
+    let fields = crate::pds::email_flows::PlcOperationFields {
+        rotation_keys: input.rotation_keys,
+        also_known_as: input.also_known_as,
+        verification_methods: input.verification_methods,
+        services: input.services,
+    };
+    let operation = state
+        .pds()?
+        .sign_plc_operation(&auth.did, &token, fields)
+        .await?;
+    Ok(Json(json!({ "operation": operation })))
 }
