@@ -785,3 +785,30 @@ async fn preferences_round_trip_and_follow_the_namespace_rules() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(prefs_of(&p.b, &b_token).await, exported);
 }
+
+#[tokio::test]
+async fn a_rotated_signing_key_is_picked_up_by_one_fresh_resolution() {
+    let p = pair().await;
+    let (did, _) = sign_up(&p.a, "frank.test").await;
+    // B resolves (and caches) the document while refusing a mis-signed token.
+    let stranger = Keypair::generate(Curve::K256);
+    let forged = craft(&stranger, &did, &p.b_did, Some(CREATE_ACCOUNT), now() + 60);
+    let (s, v) = migrate_in(&p.b, &did, "frank.test", Some(&forged)).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("BadJwtSignature")),
+        "{v}"
+    );
+    // The identity's atproto key changes at the PLC behind B's cache.
+    let plc = PlcClient::new(&p.a.plc_url).unwrap();
+    let rotated = Keypair::generate(Curve::K256);
+    let mut op = PlcOperation::update_from(&plc.get_last_op(&did).await.unwrap()).unwrap();
+    op.set_signing_key(&rotated.public_key());
+    plc.submit(&did, &op.sign(&p.a_rotation).unwrap())
+        .await
+        .unwrap();
+    // B still caches the old key; the first check fails with it, the retry finds the new one.
+    let token = craft(&rotated, &did, &p.b_did, Some(CREATE_ACCOUNT), now() + 60);
+    let (s, v) = migrate_in(&p.b, &did, "frank.test", Some(&token)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
