@@ -2,5 +2,6 @@
 //! `com.atproto.server.*`). Handlers are thin: parse, authenticate, call a `pds` service,
 //! shape the response.
 
+pub mod app;
 pub mod auth;
 pub mod com;

@@ -14,8 +14,11 @@ pub mod handle_policy;
 mod identity;
 mod invites;
 mod lifecycle;
+mod migration;
+mod preferences;
 pub mod rate_limits;
 pub mod repo;
+pub mod service_auth;
 mod signing_keys;
 pub mod sync;
 
@@ -149,8 +152,15 @@ impl Pds {
         }
     }
 
-    /// `createAccount` for a new did:plc: checks, repo, PLC genesis, then the account rows.
-    pub async fn create_account(&self, input: SignUp) -> Result<Session, XrpcError> {
+    /// The sign-up checks shared by new and bring-your-own DIDs, in the reference's order:
+    /// password length, invite presence, email shape, handle rules (with a known DID, a handle
+    /// on another domain must already resolve to it), then availability of handle, email and
+    /// invite. Returns the handle and the password's scrypt hash.
+    async fn check_sign_up(
+        &self,
+        input: &SignUp,
+        did: Option<&Did>,
+    ) -> Result<(Handle, String), XrpcError> {
         if password::MAX_PASSWORD_LEN < utf16_len(&input.password) {
             return Err(XrpcError::invalid_request("Password too long"));
         }
@@ -166,11 +176,19 @@ impl Pds {
                 "This email address is not supported, please use a different email address.",
             ));
         }
-        let handle = handle_policy::check_service_handle(
-            &input.handle,
-            &self.config.identity.service_handle_domains,
-        )
-        .map_err(|e| XrpcError::bad_request(e.error_name(), e.to_string()))?;
+        let handle = match (
+            handle_policy::check_service_handle(
+                &input.handle,
+                &self.config.identity.service_handle_domains,
+            ),
+            did,
+        ) {
+            (Ok(h), _) => h,
+            (Err(handle_policy::HandlePolicyError::UnsupportedDomain(_)), Some(did)) => {
+                self.check_external_handle(&input.handle, did).await?
+            }
+            (Err(e), _) => return Err(XrpcError::bad_request(e.error_name(), e.to_string())),
+        };
         {
             let (h, e, code) = (
                 handle.clone(),
@@ -193,6 +211,12 @@ impl Pds {
         }
         let password_scrypt = password::hash_password(&input.password)
             .map_err(|e| XrpcError::invalid_request(e.to_string()))?;
+        Ok((handle, password_scrypt))
+    }
+
+    /// `createAccount` for a new did:plc: checks, repo, PLC genesis, then the account rows.
+    pub async fn create_account(&self, input: SignUp) -> Result<Session, XrpcError> {
+        let (handle, password_scrypt) = self.check_sign_up(&input, None).await?;
 
         // The DID comes from the signed genesis operation.
         let signing_key = Keypair::generate(Curve::K256);
@@ -283,6 +307,112 @@ impl Pds {
                 self.remove_actor_dir(&did);
                 Err(e)
             }
+        }
+    }
+
+    /// `createAccount` with an existing DID (a migration in): the handler has already checked
+    /// the caller's service token from `did`. The account starts deactivated, with a signing key
+    /// of its own here (the one `reserveSigningKey` set aside for the DID, if any) and an empty
+    /// repo that `importRepo` replaces. No PLC operation is sent: the user points the DID here
+    /// later (`submitPlcOperation`). Nothing is sequenced, as the reference: relays hear of the
+    /// account when it is activated. Returns the session and, when it resolves, the DID
+    /// document (which still names the old PDS).
+    pub async fn create_account_with_did(
+        &self,
+        did: &Did,
+        input: SignUp,
+    ) -> Result<(Session, Option<crate::identity::DidDocument>), XrpcError> {
+        // One sign-up per DID at a time, so a concurrent duplicate can never clean up (or
+        // overwrite) the files of the one that wins.
+        let _claim = SignUpClaim::take(did)
+            .ok_or_else(|| XrpcError::bad_request("AlreadyExists", "Account already exists"))?;
+        let d = did.clone();
+        let known = self.accounts(move |s| s.get_account(&d)).await?.is_some();
+        if known || actor::actor_dir(&self.actors_dir, did.as_str()).exists() {
+            return Err(XrpcError::bad_request(
+                "AlreadyExists",
+                "Account already exists",
+            ));
+        }
+        let (handle, password_scrypt) = self.check_sign_up(&input, Some(did)).await?;
+        let signing_key = {
+            let (actors, d) = (self.actors_dir.clone(), did.clone());
+            tokio::task::spawn_blocking(move || acct::reserved_keys::get(&actors, &d))
+                .await
+                .map_err(|e| XrpcError::internal(format!("key task failed: {e}")))?
+                .map_err(|e| XrpcError::internal(format!("reading a reserved key: {e}")))?
+                .unwrap_or_else(|| Keypair::generate(Curve::K256))
+        };
+        let repo_genesis = self
+            .create_repo(did, &signing_key)
+            .await
+            .inspect_err(|_| self.remove_actor_dir(did))?;
+        let tokens = self
+            .tokens
+            .issue(did, AuthScope::Access, None, Utc::now().timestamp())
+            .map_err(|e| XrpcError::internal(e.to_string()))?;
+        let refresh_expiry = refresh_expiry(&tokens);
+        let (genesis_cid, genesis_rev) = (repo_genesis.cid, repo_genesis.rev.to_string());
+        let result = {
+            let (did, handle, email, code, jti) = (
+                did.clone(),
+                handle.clone(),
+                input.email.clone(),
+                input.invite_code.clone(),
+                tokens.refresh.jti.clone(),
+            );
+            self.accounts(move |s| {
+                s.create_account(&NewAccount {
+                    did: &did,
+                    handle: &handle,
+                    email: &email,
+                    password_scrypt: &password_scrypt,
+                    invite_code: code.as_deref(),
+                    deactivated: true,
+                    refresh_token: Some(NewRefreshToken {
+                        id: &jti,
+                        expires_at: refresh_expiry,
+                        app_password_name: None,
+                    }),
+                    repo_root: Some((&genesis_cid, &genesis_rev)),
+                })
+            })
+            .await
+        };
+        let account = result.inspect_err(|_| self.remove_actor_dir(did))?;
+        // The reserved key is the account's key now; its reservation file is no longer needed.
+        if let Err(e) = acct::reserved_keys::remove(&self.actors_dir, did) {
+            tracing::warn!(did = %did, error = %e, "could not remove a used reserved key");
+        }
+        let did_doc = match self.dids.resolve_fresh(did).await {
+            Ok(doc) => Some(doc),
+            Err(e) => {
+                tracing::debug!(did = %did, error = %e, "migrating sign-up: DID not resolved");
+                None
+            }
+        };
+        Ok((Session { account, tokens }, did_doc))
+    }
+
+    /// A handle outside our domains for a known DID: valid, an allowed TLD, and resolving to
+    /// that DID already.
+    async fn check_external_handle(&self, input: &str, did: &Did) -> Result<Handle, XrpcError> {
+        let h: Handle =
+            input.trim().to_ascii_lowercase().parse().map_err(|e| {
+                XrpcError::bad_request("InvalidHandle", format!("Invalid handle: {e}"))
+            })?;
+        if h.has_disallowed_tld() {
+            return Err(XrpcError::bad_request(
+                "InvalidHandle",
+                "Handle TLD is invalid or disallowed",
+            ));
+        }
+        match self.handles.resolve(&h).await {
+            Ok(Some(resolved)) if resolved == *did => Ok(h),
+            _ => Err(XrpcError::bad_request(
+                "InvalidHandle",
+                "External handle did not resolve to DID",
+            )),
         }
     }
 
@@ -572,5 +702,30 @@ fn account_error(e: AccountError) -> XrpcError {
             XrpcError::bad_request("NotFound", format!("{what} not found"))
         }
         other => XrpcError::internal(other.to_string()),
+    }
+}
+
+/// Marks a bring-your-own-DID sign-up in progress for one DID; released on drop.
+struct SignUpClaim(String);
+
+static SIGN_UPS_IN_FLIGHT: Mutex<std::collections::BTreeSet<String>> =
+    Mutex::new(std::collections::BTreeSet::new());
+
+impl SignUpClaim {
+    /// `None` while another sign-up for `did` is in progress.
+    fn take(did: &Did) -> Option<SignUpClaim> {
+        let mut in_flight = SIGN_UPS_IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner());
+        in_flight
+            .insert(did.to_string())
+            .then(|| SignUpClaim(did.to_string()))
+    }
+}
+
+impl Drop for SignUpClaim {
+    fn drop(&mut self) {
+        SIGN_UPS_IN_FLIGHT
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.0);
     }
 }

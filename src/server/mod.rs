@@ -142,6 +142,7 @@ pub fn xrpc_methods() -> XrpcRoutes {
         .merge(crate::api::com::atproto::repo::routes())
         .merge(crate::api::com::atproto::subscribe_repos::routes())
         .merge(crate::api::com::atproto::sync::routes())
+        .merge(crate::api::app::bsky::actor::routes())
 }
 
 /// The largest request body any route accepts; the server-wide cap.

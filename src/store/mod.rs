@@ -6,6 +6,7 @@ pub mod account;
 pub mod actor;
 pub mod actor_blobs;
 pub mod actor_index;
+pub mod actor_prefs;
 pub mod actor_sync;
 pub mod repo_car;
 pub mod sequencer;

@@ -22,24 +22,38 @@ pub struct TestPds {
 
 /// Starts the pair; `env` adds or overrides `PDS_*` variables (invites are off by default).
 pub async fn start_pds(env: &[(&str, &str)]) -> TestPds {
+    start_pds_with_plc(None, env).await
+}
+
+/// [`start_pds`], but with `shared_plc` (another `TestPds`'s `plc_url`) the PDS uses that PLC
+/// directory instead of starting its own, so two servers see the same identities. The PLC
+/// stops with the server that started it.
+pub async fn start_pds_with_plc(shared_plc: Option<&str>, env: &[(&str, &str)]) -> TestPds {
     let dir = tempfile::tempdir().unwrap();
-    let plc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let plc_url = format!(
-        "http://localhost:{}",
-        plc_listener.local_addr().unwrap().port()
-    );
-    let plc =
-        berth::plc::directory::router(berth::plc::directory::DirectoryState::in_memory().unwrap());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (plc_stop_tx, plc_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        axum::serve(plc_listener, plc)
-            .with_graceful_shutdown(async {
-                let _ = plc_stop_rx.await;
-            })
-            .await
-            .unwrap();
-    });
+    let plc_url = match shared_plc {
+        Some(url) => url.to_string(),
+        None => {
+            let plc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let plc_url = format!(
+                "http://localhost:{}",
+                plc_listener.local_addr().unwrap().port()
+            );
+            let plc = berth::plc::directory::router(
+                berth::plc::directory::DirectoryState::in_memory().unwrap(),
+            );
+            tokio::spawn(async move {
+                axum::serve(plc_listener, plc)
+                    .with_graceful_shutdown(async {
+                        let _ = plc_stop_rx.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+            plc_url
+        }
+    };
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port().to_string();

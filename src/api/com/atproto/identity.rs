@@ -1,4 +1,4 @@
-//! `com.atproto.identity.*`: handles.
+//! `com.atproto.identity.*`: handles, and the identity steps of a migration in.
 
 use crate::api::auth::AccessAuth;
 use crate::server::AppState;
@@ -19,6 +19,14 @@ pub fn routes() -> XrpcRoutes {
             request_plc_operation_signature,
         )
         .procedure("com.atproto.identity.signPlcOperation", sign_plc_operation)
+        .query(
+            "com.atproto.identity.getRecommendedDidCredentials",
+            get_recommended_did_credentials,
+        )
+        .procedure(
+            "com.atproto.identity.submitPlcOperation",
+            submit_plc_operation,
+        )
 }
 
 #[derive(Deserialize)]
@@ -51,6 +59,18 @@ fn require_full_or_takendown(auth: &AccessAuth) -> Result<(), XrpcError> {
     use crate::auth::AuthScope;
     match auth.claims.scope {
         AuthScope::Access | AuthScope::Takendown => Ok(()),
+        _ => Err(XrpcError::invalid_token("Bad token scope")),
+    }
+}
+
+// ----- migration: DID credentials and PLC operations ----------------------------------------
+
+/// Standard sessions: password or app password (the reference lets app passwords submit
+/// PLC operations too).
+fn require_standard(auth: &AccessAuth) -> Result<(), XrpcError> {
+    use crate::auth::AuthScope;
+    match auth.claims.scope {
+        AuthScope::Access | AuthScope::AppPassPrivileged | AuthScope::AppPass => Ok(()),
         _ => Err(XrpcError::invalid_token("Bad token scope")),
     }
 }
@@ -99,4 +119,32 @@ async fn sign_plc_operation(
         .sign_plc_operation(&auth.did, &token, fields)
         .await?;
     Ok(Json(json!({ "operation": operation })))
+}
+
+async fn get_recommended_did_credentials(
+    State(state): State<AppState>,
+    auth: AccessAuth,
+) -> Result<Json<Value>, XrpcError> {
+    require_standard(&auth)?;
+    Ok(Json(
+        state.pds()?.recommended_did_credentials(&auth.did).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct SubmitPlcOperationInput {
+    operation: Value,
+}
+
+async fn submit_plc_operation(
+    State(state): State<AppState>,
+    auth: AccessAuth,
+    XrpcJson(input): XrpcJson<SubmitPlcOperationInput>,
+) -> Result<Json<Value>, XrpcError> {
+    require_standard(&auth)?;
+    state
+        .pds()?
+        .submit_plc_operation(&auth.did, &input.operation)
+        .await?;
+    Ok(Json(json!({})))
 }

@@ -60,6 +60,7 @@ pub fn routes() -> XrpcRoutes {
             request_account_delete,
         )
         .procedure("com.atproto.server.deleteAccount", delete_account)
+        .query("com.atproto.server.getServiceAuth", get_service_auth)
 }
 
 /// Full-access sessions only (not app passwords), as the reference's "full" auth.
@@ -136,16 +137,14 @@ struct CreateAccountInput {
 
 async fn create_account(
     State(state): State<AppState>,
+    headers: HeaderMap,
     XrpcJson(input): XrpcJson<CreateAccountInput>,
 ) -> Result<Json<Value>, XrpcError> {
     if input.plc_op.is_some() {
         return Err(XrpcError::invalid_request("Unsupported input: \"plcOp\""));
     }
     if input.did.is_some() {
-        // Accounts arriving with their own DID (migration) need service auth; not yet here.
-        return Err(XrpcError::invalid_request(
-            "Signing up with an existing DID is not supported by this server yet",
-        ));
+        return create_account_with_did(state, headers, input).await;
     }
     let (Some(email), Some(password)) = (input.email, input.password) else {
         return Err(XrpcError::invalid_request(
@@ -617,4 +616,87 @@ async fn delete_account(
         .delete_account_with_token(&did, &input.password, &input.token)
         .await?;
     Ok(Json(json!({})))
+}
+
+// ----- migration: service auth and bring-your-own-DID sign-up -------------------------------
+
+#[derive(Deserialize)]
+struct GetServiceAuthParams {
+    aud: String,
+    exp: Option<i64>,
+    lxm: Option<String>,
+}
+
+async fn get_service_auth(
+    State(state): State<AppState>,
+    auth: AccessAuth,
+    XrpcQuery(params): XrpcQuery<GetServiceAuthParams>,
+) -> Result<Json<Value>, XrpcError> {
+    let token = state
+        .pds()?
+        .get_service_auth(
+            &auth.did,
+            auth.claims.scope,
+            &params.aud,
+            params.exp,
+            params.lxm.as_deref(),
+        )
+        .await?;
+    Ok(Json(json!({ "token": token })))
+}
+
+/// `createAccount` with `did`: the bearer token must be a service JWT from that DID for this
+/// method and addressed to us (the old PDS mints it with `getServiceAuth`).
+async fn create_account_with_did(
+    state: AppState,
+    headers: HeaderMap,
+    input: CreateAccountInput,
+) -> Result<Json<Value>, XrpcError> {
+    let did_text = input.did.unwrap_or_default();
+    let did: Did = did_text
+        .parse()
+        .map_err(|_| XrpcError::invalid_request("Input/did must be a valid did"))?;
+    let pds = state.pds()?;
+    let missing = || {
+        XrpcError::authentication_required(format!(
+            "Missing auth to create account with did: {did_text}"
+        ))
+    };
+    // No credentials at all is the reference's "missing auth"; bad credentials say why.
+    if !headers.contains_key(axum::http::header::AUTHORIZATION) {
+        return Err(missing());
+    }
+    let issuer = pds
+        .verify_service_jwt(&headers, Some(crate::pds::service_auth::CREATE_ACCOUNT))
+        .await?;
+    if issuer != did {
+        return Err(missing());
+    }
+    let (Some(email), Some(password)) = (input.email, input.password) else {
+        return Err(XrpcError::invalid_request(
+            "Email and password are required",
+        ));
+    };
+    let (session, did_doc) = pds
+        .create_account_with_did(
+            &did,
+            SignUp {
+                handle: input.handle,
+                email,
+                password,
+                invite_code: input.invite_code,
+                recovery_key: input.recovery_key,
+            },
+        )
+        .await?;
+    let mut out = json!({
+        "accessJwt": session.tokens.access_jwt,
+        "refreshJwt": session.tokens.refresh_jwt,
+        "handle": handle_of(&session.account),
+        "did": session.account.did,
+    });
+    if let Some(doc) = did_doc {
+        out["didDoc"] = serde_json::to_value(&doc).unwrap_or(Value::Null);
+    }
+    Ok(Json(out))
 }

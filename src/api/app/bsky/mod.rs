@@ -1,0 +1,3 @@
+//! `app.bsky.*` methods served locally (the rest belong to the AppView).
+
+pub mod actor;

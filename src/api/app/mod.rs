@@ -1,0 +1,3 @@
+//! `app.*` methods the PDS serves itself.
+
+pub mod bsky;
