@@ -134,7 +134,9 @@ pub async fn migrate(opts: MigrateOptions) -> anyhow::Result<MigrateReport> {
              new host: refusing to move it"
         );
     }
-    let old_head = old_anon
+    // Authenticated: the owner may read its repo even once the old host has deactivated it
+    // (a rerun after the last steps).
+    let old_head = old
         .query("com.atproto.sync.getLatestCommit", &[("did", &did)])
         .await
         .context("reading the old host's current commit")?;
@@ -210,7 +212,7 @@ pub async fn migrate(opts: MigrateOptions) -> anyhow::Result<MigrateReport> {
     } else {
         let spinner = ProgressBar::new_spinner().with_message("downloading the repo");
         spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-        let car = old_anon
+        let car = old
             .query_bytes("com.atproto.sync.getRepo", &[("did", &did)])
             .await
             .context("downloading the repo")?;
@@ -253,7 +255,7 @@ pub async fn migrate(opts: MigrateOptions) -> anyhow::Result<MigrateReport> {
         }
         for b in blobs {
             let cid = str_field(&b, "cid")?;
-            let (mime, bytes) = old_anon
+            let (mime, bytes) = old
                 .query_blob("com.atproto.sync.getBlob", &[("did", &did), ("cid", &cid)])
                 .await
                 .with_context(|| format!("downloading blob {cid}"))?;
@@ -331,12 +333,9 @@ pub async fn migrate(opts: MigrateOptions) -> anyhow::Result<MigrateReport> {
         let token = match &o.plc_token {
             Some(t) => t.clone(),
             None => {
-                old.procedure(
-                    "com.atproto.identity.requestPlcOperationSignature",
-                    &json!({}),
-                )
-                .await
-                .context("asking the old host to email a PLC token")?;
+                old.procedure_no_input("com.atproto.identity.requestPlcOperationSignature")
+                    .await
+                    .context("asking the old host to email a PLC token")?;
                 if !o.interactive {
                     bail!(
                         "the old host emailed a PLC token to the account's address; rerun with \
@@ -368,7 +367,7 @@ pub async fn migrate(opts: MigrateOptions) -> anyhow::Result<MigrateReport> {
     if status["activated"].as_bool() == Some(true) {
         run.done("activate", "already active")?;
     } else {
-        new.procedure("com.atproto.server.activateAccount", &json!({}))
+        new.procedure_no_input("com.atproto.server.activateAccount")
             .await
             .context("activating the account on the new host")?;
         run.done("activate", "active on the new host")?;

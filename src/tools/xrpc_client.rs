@@ -133,6 +133,20 @@ impl XrpcClient {
         Ok(serde_json::from_slice(&bytes)?)
     }
 
+    /// A procedure without input (the reference refuses a body where the lexicon has none).
+    pub async fn procedure_no_input(&self, nsid: &str) -> anyhow::Result<Value> {
+        let res = self
+            .request(Method::POST, nsid)
+            .send()
+            .await
+            .with_context(|| format!("{}: {nsid}", self.base))?;
+        let bytes = self.finish(res).await?.bytes().await?;
+        if bytes.is_empty() {
+            return Ok(Value::Object(Default::default()));
+        }
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+
     /// A procedure with a raw body of `content_type`.
     pub async fn procedure_bytes(
         &self,
