@@ -617,6 +617,30 @@ async fn submit_plc_operation_moves_the_identity_only_when_it_keeps_us_in_charge
         "{v}"
     );
 
+    // Before the identity moves, B refuses to activate the account and says why.
+    let (s, v) = get(&p.b, &b_token, "com.atproto.server.checkAccountStatus", &[]).await;
+    assert_eq!((s, &v["validDid"]), (StatusCode::OK, &json!(false)), "{v}");
+    let seq_early = p.b.pds.sequencer.max_seq().unwrap();
+    let (s, v) = post(
+        &p.b,
+        Some(&b_token),
+        "com.atproto.server.activateAccount",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("InvalidRequest")),
+        "{v}"
+    );
+    assert_eq!(
+        p.b.pds.sequencer.max_seq().unwrap(),
+        seq_early,
+        "nothing sequenced"
+    );
+    let (_, v) = get(&p.b, &b_token, "com.atproto.server.checkAccountStatus", &[]).await;
+    assert_eq!(v["activated"], json!(false));
+
     // The genuine operation: PLC now names B, B announces #identity and can activate.
     let seq_before = p.b.pds.sequencer.max_seq().unwrap();
     let op = build_op(&plc, &did, &creds, &|_| {}, p.a_rotation.clone()).await;

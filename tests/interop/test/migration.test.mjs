@@ -178,6 +178,9 @@ test('accounts move reference -> berth -> reference, and berth -> berth through 
   assert.deepEqual(await snapshot(reference.url, did), onBerthSnap)
   assert.ok(onBerthSnap.records[post.uri])
   assert.equal((await accountStatus(berth.url, did)).activated, false)
+  const backHome = new AtpAgent({ service: reference.url })
+  await backHome.login({ identifier: did, password: PASSWORD })
+  assert.deepEqual((await backHome.app.bsky.actor.getPreferences()).data.preferences, prefs)
 
   // berth -> berth, killed after every step in turn, then rerun to the end.
   const bob = new AtpAgent({ service: berth.url })
