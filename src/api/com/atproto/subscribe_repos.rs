@@ -6,17 +6,18 @@
 //! `PDS_MAX_SUBSCRIPTION_BUFFER` frames behind gets `ConsumerTooSlow` and is closed; others are
 //! unaffected (frames are shared, each subscriber only holds a position in the ring).
 
+use crate::sequencer::Sequencer;
 use crate::sequencer::frames::{error_frame, info_frame};
-use crate::sequencer::{Frame, Sequencer};
 use crate::server::{AppState, XrpcRoutes};
 use crate::xrpc::{XrpcError, XrpcQuery};
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
+use futures_util::SinkExt;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 /// Stored events read per replay page.
 const PAGE: usize = 500;
@@ -38,6 +39,12 @@ async fn subscribe_repos(
     let pds = state.pds()?;
     let sequencer = pds.sequencer.clone();
     let backfill = pds.config.subscription.repo_backfill_limit;
+    // Subscribers send nothing worth reading: a small read buffer. Frames are written in
+    // batches (see `stream`), so a moderate write buffer: memory per subscriber stays small.
+    let ws = ws
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(32 * 1024)
+        .max_message_size(64 * 1024);
     Ok(ws.on_upgrade(move |socket| async move {
         if let Err(e) = stream(socket, sequencer, params.cursor, backfill).await {
             tracing::debug!("firehose subscriber ended: {e}");
@@ -101,8 +108,9 @@ async fn stream(
             let n = page.len();
             for frame in page {
                 last = frame.seq;
-                send_frame(&mut socket, &frame).await?;
+                socket.feed(Message::Binary(frame.bytes.clone())).await?;
             }
+            socket.flush().await?;
             if n < PAGE {
                 break;
             }
@@ -112,11 +120,29 @@ async fn stream(
         tokio::select! {
             received = live.recv() => match received {
                 Ok(frame) => {
-                    if frame.seq <= last {
-                        continue;
+                    // Everything already queued goes out in one write: a subscriber that is
+                    // behind catches up with few syscalls instead of one per frame.
+                    let mut next = Some(frame);
+                    while let Some(frame) = next.take() {
+                        if frame.seq > last {
+                            last = frame.seq;
+                            socket.feed(Message::Binary(frame.bytes.clone())).await?;
+                        }
+                        match live.try_recv() {
+                            Ok(f) => next = Some(f),
+                            Err(TryRecvError::Empty) => {}
+                            Err(TryRecvError::Lagged(_)) => {
+                                return close_with_error(
+                                    socket,
+                                    "ConsumerTooSlow",
+                                    "Stream consumer too slow",
+                                )
+                                .await;
+                            }
+                            Err(TryRecvError::Closed) => break,
+                        }
                     }
-                    last = frame.seq;
-                    send_frame(&mut socket, &frame).await?;
+                    socket.flush().await?;
                 }
                 Err(RecvError::Lagged(_)) => {
                     return close_with_error(
@@ -138,13 +164,6 @@ async fn stream(
             },
         }
     }
-}
-
-async fn send_frame(socket: &mut WebSocket, frame: &Frame) -> Result<(), StreamEnd> {
-    socket
-        .send(Message::Binary(frame.bytes.clone()))
-        .await
-        .map_err(StreamEnd::from)
 }
 
 async fn send(socket: &mut WebSocket, bytes: Vec<u8>) -> Result<(), StreamEnd> {
