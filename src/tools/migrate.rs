@@ -74,12 +74,15 @@ struct Run {
     opts: MigrateOptions,
     report: MigrateReport,
     fail_after: Option<String>,
+    step_started: Instant,
 }
 
 impl Run {
     fn done(&mut self, step: &str, what: impl Into<String>) -> anyhow::Result<()> {
         let what = what.into();
-        println!("  {step:<15} {what}");
+        let ms = self.step_started.elapsed().as_millis();
+        self.step_started = Instant::now();
+        println!("  {step:<15} {what} ({ms} ms)");
         self.report.steps.push((step.to_string(), what));
         if self.fail_after.as_deref() == Some(step) {
             bail!("stopped after step {step} (BERTH_MIGRATE_FAIL_AFTER)");
@@ -95,19 +98,22 @@ pub async fn migrate(opts: MigrateOptions) -> anyhow::Result<MigrateReport> {
         opts,
         report: MigrateReport::default(),
         fail_after: std::env::var("BERTH_MIGRATE_FAIL_AFTER").ok(),
+        step_started: started,
     };
     let o = run.opts.clone();
     let old_anon = XrpcClient::new(&o.from)?;
     let new_anon = XrpcClient::new(&o.to)?;
 
-    // --- check: everything that can be checked before anything changes.
-    let session = old_anon
-        .procedure(
-            "com.atproto.server.createSession",
-            &json!({"identifier": o.identifier, "password": o.password}),
-        )
-        .await
+    // --- check: everything that can be checked before anything changes (independent
+    // requests at once: the old host's login is the slow one).
+    let login = json!({"identifier": o.identifier, "password": o.password});
+    let (session, server) = tokio::join!(
+        old_anon.procedure("com.atproto.server.createSession", &login),
+        new_anon.query("com.atproto.server.describeServer", &[]),
+    );
+    let session = session
         .context("logging in to the old host (the account password, not an app password)")?;
+    let server = server.context("the new host does not answer describeServer")?;
     let did = str_field(&session, "did")?;
     run.report.did = did.clone();
     let old = old_anon.with_token(&str_field(&session, "accessJwt")?);
@@ -121,12 +127,19 @@ pub async fn migrate(opts: MigrateOptions) -> anyhow::Result<MigrateReport> {
         .clone()
         .or_else(|| session["email"].as_str().map(String::from));
     let new_password = o.new_password.clone().unwrap_or_else(|| o.password.clone());
-    let server = new_anon
-        .query("com.atproto.server.describeServer", &[])
-        .await
-        .context("the new host does not answer describeServer")?;
     let new_service_did = str_field(&server, "did")?;
-    let doc_endpoint = pds_endpoint(&o.plc_url, &did).await?;
+    let head_params = [("did", did.as_str())];
+    let (doc_endpoint, old_head, old_status) = tokio::join!(
+        pds_endpoint(&o.plc_url, &did),
+        // Authenticated: the owner may read its repo even once the old host has deactivated
+        // it (a rerun after the last steps).
+        old.query("com.atproto.sync.getLatestCommit", &head_params),
+        old.query("com.atproto.server.checkAccountStatus", &[]),
+    );
+    let doc_endpoint = doc_endpoint?;
+    let old_head = old_head.context("reading the old host's current commit")?;
+    let old_head = str_field(&old_head, "cid")?;
+    let old_status = old_status.ok();
     let points_new = same_host(&doc_endpoint, &o.to);
     if !points_new && !same_host(&doc_endpoint, &o.from) {
         bail!(
@@ -134,17 +147,6 @@ pub async fn migrate(opts: MigrateOptions) -> anyhow::Result<MigrateReport> {
              new host: refusing to move it"
         );
     }
-    // Authenticated: the owner may read its repo even once the old host has deactivated it
-    // (a rerun after the last steps).
-    let old_head = old
-        .query("com.atproto.sync.getLatestCommit", &[("did", &did)])
-        .await
-        .context("reading the old host's current commit")?;
-    let old_head = str_field(&old_head, "cid")?;
-    let old_status = old
-        .query("com.atproto.server.checkAccountStatus", &[])
-        .await
-        .ok();
     run.done(
         "check",
         format!("{did} ({handle}) on {}, head {old_head}", o.from),

@@ -154,6 +154,7 @@ test('accounts move reference -> berth -> reference, and berth -> berth through 
   const moved = await migrate([...args, '--plc-token', token])
   assert.equal(moved.code, 0, moved.out)
   console.log(`# reference -> berth, 2,000 records + 10 blobs: ${moved.seconds.toFixed(2)} s (berth migrate wall time)`)
+  for (const line of moved.out.split('\n')) console.log(`#   ${line}`)
   assert.equal(await didDocEndpoint(plc.url, did), berth.url)
   assert.deepEqual(await snapshot(berth.url, did), before)
   assert.equal((await accountStatus(reference.url, did)).activated, false)
