@@ -15,6 +15,40 @@ pub struct AccessAuth {
     pub claims: AccessClaims,
 }
 
+/// Which sessions a method accepts, as the reference names its auth levels.
+impl AccessAuth {
+    /// "standard": a password or an app-password session.
+    pub fn require_standard(&self) -> Result<(), XrpcError> {
+        self.require(&[
+            crate::auth::AuthScope::Access,
+            crate::auth::AuthScope::AppPassPrivileged,
+            crate::auth::AuthScope::AppPass,
+        ])
+    }
+
+    /// "full": a password session only.
+    pub fn require_full(&self) -> Result<(), XrpcError> {
+        self.require(&[crate::auth::AuthScope::Access])
+    }
+
+    /// "full +takendown": a password session, or a taken-down account's (so it can still
+    /// deactivate or move away).
+    pub fn require_full_or_takendown(&self) -> Result<(), XrpcError> {
+        self.require(&[
+            crate::auth::AuthScope::Access,
+            crate::auth::AuthScope::Takendown,
+        ])
+    }
+
+    fn require(&self, allowed: &[crate::auth::AuthScope]) -> Result<(), XrpcError> {
+        if allowed.contains(&self.claims.scope) {
+            Ok(())
+        } else {
+            Err(XrpcError::invalid_token("Bad token scope"))
+        }
+    }
+}
+
 /// A request carrying a valid refresh token.
 #[derive(Debug, Clone)]
 pub struct RefreshAuth {

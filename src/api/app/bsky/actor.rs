@@ -43,10 +43,7 @@ async fn put_preferences(
     auth: AccessAuth,
     XrpcJson(input): XrpcJson<PutPreferencesInput>,
 ) -> Result<Json<Value>, XrpcError> {
-    match auth.claims.scope {
-        AuthScope::Access | AuthScope::AppPassPrivileged | AuthScope::AppPass => {}
-        _ => return Err(XrpcError::invalid_token("Bad token scope")),
-    }
+    auth.require_standard()?;
     let full = auth.claims.scope == AuthScope::Access;
     state
         .pds()?

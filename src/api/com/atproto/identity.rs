@@ -55,31 +55,13 @@ async fn update_handle(
 // Full access, taken-down sessions included (so a taken-down account can still move away), as
 // the reference. The service is `pds::email_flows`.
 
-fn require_full_or_takendown(auth: &AccessAuth) -> Result<(), XrpcError> {
-    use crate::auth::AuthScope;
-    match auth.claims.scope {
-        AuthScope::Access | AuthScope::Takendown => Ok(()),
-        _ => Err(XrpcError::invalid_token("Bad token scope")),
-    }
-}
-
 // ----- migration: DID credentials and PLC operations ----------------------------------------
-
-/// Standard sessions: password or app password (the reference lets app passwords submit
-/// PLC operations too).
-fn require_standard(auth: &AccessAuth) -> Result<(), XrpcError> {
-    use crate::auth::AuthScope;
-    match auth.claims.scope {
-        AuthScope::Access | AuthScope::AppPassPrivileged | AuthScope::AppPass => Ok(()),
-        _ => Err(XrpcError::invalid_token("Bad token scope")),
-    }
-}
 
 async fn request_plc_operation_signature(
     State(state): State<AppState>,
     auth: AccessAuth,
 ) -> Result<Json<Value>, XrpcError> {
-    require_full_or_takendown(&auth)?;
+    auth.require_full_or_takendown()?;
     state
         .pds()?
         .request_plc_operation_signature(&auth.did)
@@ -102,7 +84,7 @@ async fn sign_plc_operation(
     auth: AccessAuth,
     XrpcJson(input): XrpcJson<SignPlcOperationInput>,
 ) -> Result<Json<Value>, XrpcError> {
-    require_full_or_takendown(&auth)?;
+    auth.require_full_or_takendown()?;
     let Some(token) = input.token else {
         return Err(XrpcError::invalid_request(
             "email confirmation token required to sign PLC operations",
@@ -125,7 +107,7 @@ async fn get_recommended_did_credentials(
     State(state): State<AppState>,
     auth: AccessAuth,
 ) -> Result<Json<Value>, XrpcError> {
-    require_standard(&auth)?;
+    auth.require_standard()?;
     Ok(Json(
         state.pds()?.recommended_did_credentials(&auth.did).await?,
     ))
@@ -141,7 +123,7 @@ async fn submit_plc_operation(
     auth: AccessAuth,
     XrpcJson(input): XrpcJson<SubmitPlcOperationInput>,
 ) -> Result<Json<Value>, XrpcError> {
-    require_standard(&auth)?;
+    auth.require_standard()?;
     state
         .pds()?
         .submit_plc_operation(&auth.did, &input.operation)

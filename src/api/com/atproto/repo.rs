@@ -1,7 +1,6 @@
 //! `com.atproto.repo.*`: record writes and reads.
 
 use crate::api::auth::AccessAuth;
-use crate::auth::AuthScope;
 use crate::data::Cid;
 use crate::pds::repo::{OpResult, WriteOp, WriteOptions, WriteOutcome};
 use crate::server::AppState;
@@ -27,14 +26,6 @@ pub fn routes() -> XrpcRoutes {
 }
 
 type RecordJson<T> = XrpcJson<T, RECORD_BODY_LIMIT>;
-
-/// Record writes take full or app-password access tokens, not restricted ones.
-fn writer(auth: &AccessAuth) -> Result<(), XrpcError> {
-    match auth.claims.scope {
-        AuthScope::Access | AuthScope::AppPass | AuthScope::AppPassPrivileged => Ok(()),
-        _ => Err(XrpcError::invalid_token("Bad token scope")),
-    }
-}
 
 fn parse_cid(field: &str, s: &str) -> Result<Cid, XrpcError> {
     Cid::try_from(s).map_err(|e| XrpcError::invalid_request(format!("Invalid {field}: {e}")))
@@ -69,7 +60,7 @@ async fn create_record(
     auth: AccessAuth,
     XrpcJson(input): RecordJson<CreateRecordInput>,
 ) -> Result<Json<Value>, XrpcError> {
-    writer(&auth)?;
+    auth.require_standard()?;
     let opts = WriteOptions {
         validate: input.validate,
         swap_commit: input
@@ -109,7 +100,7 @@ async fn put_record(
     auth: AccessAuth,
     XrpcJson(input): RecordJson<PutRecordInput>,
 ) -> Result<Json<Value>, XrpcError> {
-    writer(&auth)?;
+    auth.require_standard()?;
     let opts = WriteOptions {
         validate: input.validate,
         swap_commit: input
@@ -147,7 +138,7 @@ async fn delete_record(
     auth: AccessAuth,
     XrpcJson(input): XrpcJson<DeleteRecordInput>,
 ) -> Result<Json<Value>, XrpcError> {
-    writer(&auth)?;
+    auth.require_standard()?;
     let opts = WriteOptions {
         swap_commit: input
             .swap_commit
@@ -221,7 +212,7 @@ async fn apply_writes(
     auth: AccessAuth,
     XrpcJson(input): RecordJson<ApplyWritesInput>,
 ) -> Result<Json<Value>, XrpcError> {
-    writer(&auth)?;
+    auth.require_standard()?;
     if input.writes.len() > crate::pds::repo::MAX_WRITES {
         return Err(XrpcError::invalid_request(format!(
             "Too many writes. Max: {}",
@@ -350,9 +341,7 @@ async fn import_repo(
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<Value>, XrpcError> {
-    if auth.claims.scope != AuthScope::Access {
-        return Err(XrpcError::invalid_token("Bad token scope"));
-    }
+    auth.require_full()?;
     let pds = state.pds()?;
     let limit = usize::try_from(pds.config.service.repo_import_limit()).unwrap_or(usize::MAX);
     let car = crate::xrpc::read_body(&headers, body, limit).await?;
@@ -381,7 +370,7 @@ async fn upload_blob(
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<Value>, XrpcError> {
-    writer(&auth)?;
+    auth.require_standard()?;
     let pds = state.pds()?;
     let limit = pds.config.service.blob_upload_limit;
     // A declared length over the limit is refused before a byte is stored; a body without
@@ -423,7 +412,7 @@ async fn list_missing_blobs(
     auth: AccessAuth,
     XrpcQuery(q): XrpcQuery<ListMissingBlobsParams>,
 ) -> Result<Json<Value>, XrpcError> {
-    writer(&auth)?;
+    auth.require_standard()?;
     let limit = q.limit.unwrap_or(500);
     if !(1..=1000).contains(&limit) {
         return Err(XrpcError::invalid_request(

@@ -2,7 +2,7 @@
 
 use crate::account::ADMIN_INVITE_ACCOUNT;
 use crate::api::auth::{AccessAuth, RefreshAuth};
-use crate::auth::{AuthScope, parse_authorization, verify_admin};
+use crate::auth::{parse_authorization, verify_admin};
 use crate::pds::{Session, SignUp};
 use crate::server::AppState;
 use crate::server::XrpcRoutes;
@@ -63,14 +63,6 @@ pub fn routes() -> XrpcRoutes {
         .query("com.atproto.server.getServiceAuth", get_service_auth)
 }
 
-/// Full-access sessions only (not app passwords), as the reference's "full" auth.
-fn full_access(auth: &AccessAuth) -> Result<(), XrpcError> {
-    match auth.claims.scope {
-        AuthScope::Access | AuthScope::Takendown => Ok(()),
-        _ => Err(XrpcError::invalid_token("Bad token scope")),
-    }
-}
-
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct DeactivateInput {
@@ -82,7 +74,7 @@ async fn deactivate_account(
     auth: AccessAuth,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, XrpcError> {
-    full_access(&auth)?;
+    auth.require_full_or_takendown()?;
     // The input is optional: an empty body means no deleteAfter.
     let input: DeactivateInput = if body.is_empty() {
         DeactivateInput::default()
@@ -109,9 +101,7 @@ async fn activate_account(
     State(state): State<AppState>,
     auth: AccessAuth,
 ) -> Result<Json<Value>, XrpcError> {
-    if auth.claims.scope != AuthScope::Access {
-        return Err(XrpcError::invalid_token("Bad token scope"));
-    }
+    auth.require_full()?;
     state.pds()?.activate_account(&auth.did).await?;
     Ok(Json(json!({})))
 }
@@ -252,22 +242,6 @@ fn session_json(session: &Session, with_email: bool) -> Value {
 
 // ----- scopes and admin auth ----------------------------------------------------------------
 
-/// The reference's standard access: a password or app-password session.
-fn require_standard(auth: &AccessAuth) -> Result<(), XrpcError> {
-    match auth.claims.scope {
-        AuthScope::Access | AuthScope::AppPassPrivileged | AuthScope::AppPass => Ok(()),
-        _ => Err(XrpcError::invalid_token("Bad token scope")),
-    }
-}
-
-/// The reference's full access: a password session only (app passwords are refused).
-fn require_full(auth: &AccessAuth) -> Result<(), XrpcError> {
-    match auth.claims.scope {
-        AuthScope::Access => Ok(()),
-        _ => Err(XrpcError::invalid_token("Bad token scope")),
-    }
-}
-
 /// Admin Basic auth (`admin:<PDS_ADMIN_PASSWORD>`). Missing, malformed or wrong credentials
 /// are all the reference's bare 401 `AuthenticationRequired`.
 fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), XrpcError> {
@@ -300,7 +274,7 @@ async fn create_app_password(
     auth: AccessAuth,
     XrpcJson(input): XrpcJson<CreateAppPasswordInput>,
 ) -> Result<Json<Value>, XrpcError> {
-    require_full(&auth)?;
+    auth.require_full()?;
     let created = state
         .pds()?
         .create_app_password(&auth.did, &input.name, input.privileged.unwrap_or(false))
@@ -317,7 +291,7 @@ async fn list_app_passwords(
     State(state): State<AppState>,
     auth: AccessAuth,
 ) -> Result<Json<Value>, XrpcError> {
-    require_standard(&auth)?;
+    auth.require_standard()?;
     let passwords = state.pds()?.list_app_passwords(&auth.did).await?;
     let passwords: Vec<Value> = passwords
         .iter()
@@ -342,7 +316,7 @@ async fn revoke_app_password(
     auth: AccessAuth,
     XrpcJson(input): XrpcJson<RevokeAppPasswordInput>,
 ) -> Result<Json<Value>, XrpcError> {
-    require_standard(&auth)?;
+    auth.require_standard()?;
     state
         .pds()?
         .revoke_app_password(&auth.did, &input.name)
@@ -442,7 +416,7 @@ async fn get_account_invite_codes(
     auth: AccessAuth,
     XrpcQuery(params): XrpcQuery<GetAccountInviteCodesParams>,
 ) -> Result<Json<Value>, XrpcError> {
-    require_full(&auth)?;
+    auth.require_full()?;
     let codes = state
         .pds()?
         .account_invite_codes(
@@ -504,7 +478,7 @@ async fn request_email_confirmation(
     State(state): State<AppState>,
     auth: AccessAuth,
 ) -> Result<Json<Value>, XrpcError> {
-    require_standard(&auth)?;
+    auth.require_standard()?;
     state.pds()?.request_email_confirmation(&auth.did).await?;
     Ok(Json(json!({})))
 }
@@ -520,7 +494,7 @@ async fn confirm_email(
     auth: AccessAuth,
     XrpcJson(input): XrpcJson<ConfirmEmailInput>,
 ) -> Result<Json<Value>, XrpcError> {
-    require_standard(&auth)?;
+    auth.require_standard()?;
     state
         .pds()?
         .confirm_email(&auth.did, &input.email, &input.token)
@@ -532,7 +506,7 @@ async fn request_email_update(
     State(state): State<AppState>,
     auth: AccessAuth,
 ) -> Result<Json<Value>, XrpcError> {
-    require_full(&auth)?;
+    auth.require_full()?;
     let token_required = state.pds()?.request_email_update(&auth.did).await?;
     Ok(Json(json!({ "tokenRequired": token_required })))
 }
@@ -549,7 +523,7 @@ async fn update_email(
     auth: AccessAuth,
     XrpcJson(input): XrpcJson<UpdateEmailInput>,
 ) -> Result<Json<Value>, XrpcError> {
-    require_full(&auth)?;
+    auth.require_full()?;
     state
         .pds()?
         .update_email(&auth.did, &input.email, input.token.as_deref())
@@ -591,7 +565,7 @@ async fn request_account_delete(
     State(state): State<AppState>,
     auth: AccessAuth,
 ) -> Result<Json<Value>, XrpcError> {
-    require_full(&auth)?;
+    auth.require_full()?;
     state.pds()?.request_account_delete(&auth.did).await?;
     Ok(Json(json!({})))
 }
