@@ -191,6 +191,7 @@ test('accounts move reference -> berth -> reference, and berth -> berth through 
   const { data: { blob: bobBlob } } = await bob.uploadBlob(randomPng(), { encoding: 'image/png' })
   await bob.upsertProfile(() => ({ displayName: 'Bob', avatar: bobBlob }))
   const bobBefore = await snapshot(berth.url, bobDid)
+  const berth2Events = firehose(t, berth2.url)
   const bobArgs = ['--from', berth.url, '--to', berth2.url, '--identifier', bobDid, '--plc-url', plc.url]
   // Without a token the run stops before identity, after asking the old host to email one.
   const ask = await migrate(bobArgs)
@@ -213,4 +214,8 @@ test('accounts move reference -> berth -> reference, and berth -> berth through 
   assert.deepEqual(bobAfter, bobBefore)
   assert.equal((await accountStatus(berth.url, bobDid)).activated, false)
   assert.equal((await accountStatus(berth2.url, bobDid)).activated, true)
+  // The new host announced the move as the reference does: #identity from the PLC submission,
+  // then activation's #account, #identity and #sync; then the verify step's test write.
+  const bobEvents = berth2Events.filter((e) => (e.did ?? e.repo) === bobDid).map(kind)
+  assert.deepEqual(bobEvents.slice(0, 4), ['identity', 'account', 'identity', 'sync'], `berth2's firehose: ${bobEvents}`)
 })
