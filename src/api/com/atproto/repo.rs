@@ -31,6 +31,11 @@ fn parse_cid(field: &str, s: &str) -> Result<Cid, XrpcError> {
     Cid::try_from(s).map_err(|e| XrpcError::invalid_request(format!("Invalid {field}: {e}")))
 }
 
+/// `swapCommit`: absent = no check; a CID = the repo must be at that commit.
+fn swap_commit(v: Option<String>) -> Result<Option<Cid>, XrpcError> {
+    v.map(|s| parse_cid("swapCommit", &s)).transpose()
+}
+
 /// `swapRecord`: absent = no check; `null` = must not exist; a CID = must be at it.
 fn swap_record(v: Option<Option<String>>) -> Result<Option<Option<Cid>>, XrpcError> {
     v.map(|inner| inner.map(|s| parse_cid("swapRecord", &s)).transpose())
@@ -63,10 +68,7 @@ async fn create_record(
     auth.require_standard()?;
     let opts = WriteOptions {
         validate: input.validate,
-        swap_commit: input
-            .swap_commit
-            .map(|s| parse_cid("swapCommit", &s))
-            .transpose()?,
+        swap_commit: swap_commit(input.swap_commit)?,
         dedupe_backlinks: true,
         missing_delete_is_noop: false,
     };
@@ -103,10 +105,7 @@ async fn put_record(
     auth.require_standard()?;
     let opts = WriteOptions {
         validate: input.validate,
-        swap_commit: input
-            .swap_commit
-            .map(|s| parse_cid("swapCommit", &s))
-            .transpose()?,
+        swap_commit: swap_commit(input.swap_commit)?,
         ..WriteOptions::default()
     };
     let op = WriteOp::Put {
@@ -140,10 +139,7 @@ async fn delete_record(
 ) -> Result<Json<Value>, XrpcError> {
     auth.require_standard()?;
     let opts = WriteOptions {
-        swap_commit: input
-            .swap_commit
-            .map(|s| parse_cid("swapCommit", &s))
-            .transpose()?,
+        swap_commit: swap_commit(input.swap_commit)?,
         missing_delete_is_noop: true,
         ..WriteOptions::default()
     };
@@ -227,10 +223,7 @@ async fn apply_writes(
         .collect::<Result<Vec<_>, _>>()?;
     let opts = WriteOptions {
         validate: input.validate,
-        swap_commit: input
-            .swap_commit
-            .map(|s| parse_cid("swapCommit", &s))
-            .transpose()?,
+        swap_commit: swap_commit(input.swap_commit)?,
         ..WriteOptions::default()
     };
     let outcome = state
