@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::crypto::{Curve, Keypair};
+use crate::store::sqlite::Durability;
 use crate::syntax::Did;
 
 /// A configuration problem, always naming the variable (or env-file line) at fault.
@@ -172,6 +173,12 @@ pub struct DatabaseConfig {
     pub actor_store_directory: PathBuf,
     /// `PDS_SQLITE_DISABLE_WAL_AUTO_CHECKPOINT` (default false).
     pub disable_wal_auto_checkpoint: bool,
+    /// `PDS_SQLITE_SYNCHRONOUS` (berth only): `normal` (the default) or `full`, for the
+    /// per-repo stores and the sequencer. `normal` is what the reference runs with (its
+    /// better-sqlite3 build sets `SQLITE_DEFAULT_WAL_SYNCHRONOUS=1`): a commit survives a
+    /// crash of the process but the last ones may be lost to a power cut. `full` fsyncs every
+    /// commit. Account rows (sign-ups, keys, handles) are always written with `full`.
+    pub repo_durability: Durability,
 }
 
 /// Exactly one blobstore is configured.
@@ -554,6 +561,15 @@ impl Config {
             disable_wal_auto_checkpoint: v
                 .bool("PDS_SQLITE_DISABLE_WAL_AUTO_CHECKPOINT")?
                 .unwrap_or(false),
+            repo_durability: match v
+                .str("PDS_SQLITE_SYNCHRONOUS")
+                .map(|s| s.to_ascii_lowercase())
+                .as_deref()
+            {
+                None | Some("normal") => Durability::Normal,
+                Some("full") => Durability::Full,
+                Some(_) => return Err(v.invalid("PDS_SQLITE_SYNCHRONOUS", "normal or full")),
+            },
             data_directory,
         };
 

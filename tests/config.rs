@@ -430,3 +430,19 @@ fn for_testing_builds_a_dev_config() {
     assert!(!c.invites.required);
     assert_eq!(c.db.account_db, dir.path().join("account.sqlite"));
 }
+
+#[test]
+fn repo_durability_defaults_to_the_reference_and_can_be_raised() {
+    use berth::store::sqlite::Durability;
+    let c = Config::from_vars(&minimal()).unwrap();
+    assert_eq!(c.db.repo_durability, Durability::Normal);
+    for full in ["full", "FULL", " Full "] {
+        let c = Config::from_vars(&with(&[("PDS_SQLITE_SYNCHRONOUS", full)])).unwrap();
+        assert_eq!(c.db.repo_durability, Durability::Full, "{full:?}");
+    }
+    let c = Config::from_vars(&with(&[("PDS_SQLITE_SYNCHRONOUS", "normal")])).unwrap();
+    assert_eq!(c.db.repo_durability, Durability::Normal);
+    let e = err(&with(&[("PDS_SQLITE_SYNCHRONOUS", "off")]));
+    assert_eq!(e.var(), "PDS_SQLITE_SYNCHRONOUS");
+    assert!(e.to_string().contains("normal or full"), "{e}");
+}

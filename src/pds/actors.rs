@@ -7,12 +7,14 @@
 //!   parallel.
 //! - The cached [`Repo`] always equals the stored root: a write builds the next `Repo`, stores
 //!   the commit, and only then replaces the cached one. A failed write leaves both as they were.
-//! - Locks are only taken on blocking threads ([`Actors::run`]), never on async workers.
+//! - Store locks are only taken on blocking threads ([`Actors::run`]), never on async workers.
+//!   Record reads ([`Actors::read`]) skip the store: they run inline on read-only connections
+//!   of their own, which see every committed record (see `store::actor::RecordReader`).
 
 use crate::crypto::Keypair;
 use crate::repo::Repo;
 use crate::store::StoreError;
-use crate::store::actor::{self, ActorStore};
+use crate::store::actor::{self, ActorStore, RecordReader};
 use crate::store::sqlite::Durability;
 use crate::syntax::Did;
 use crate::xrpc::XrpcError;
@@ -23,11 +25,16 @@ use std::sync::{Arc, Mutex};
 /// How many idle actor stores stay open; beyond this, unused ones are closed (and flushed).
 const MAX_OPEN: usize = 512;
 
+/// Idle read-only connections kept per account.
+const READERS_PER_ACTOR: usize = 4;
+
 /// The registry of open actor stores.
 pub struct Actors {
     dir: PathBuf,
     durability: Durability,
     open: Mutex<HashMap<String, Arc<Mutex<ActorState>>>>,
+    /// Idle record readers by account.
+    readers: Mutex<HashMap<String, Vec<RecordReader>>>,
 }
 
 /// One account's open store.
@@ -85,6 +92,7 @@ impl Actors {
             dir,
             durability,
             open: Mutex::new(HashMap::new()),
+            readers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -137,6 +145,9 @@ impl Actors {
         if let Ok(mut open) = self.open.lock() {
             open.remove(did.as_str());
         }
+        if let Ok(mut readers) = self.readers.lock() {
+            readers.remove(did.as_str());
+        }
     }
 
     /// Runs `f` with the account's store locked, on a blocking thread.
@@ -155,6 +166,46 @@ impl Actors {
         })
         .await
         .map_err(|e| XrpcError::internal(format!("actor task failed: {e}")))?
+    }
+
+    /// Runs the record read `f` right here, on one of the account's read-only connections: a
+    /// point read costs microseconds, less than the hand-off to a blocking thread, and never
+    /// waits for the account's writes.
+    pub fn read<R>(
+        &self,
+        did: &Did,
+        f: impl FnOnce(&RecordReader) -> Result<R, StoreError>,
+    ) -> Result<R, XrpcError> {
+        let idle = self
+            .readers
+            .lock()
+            .ok()
+            .and_then(|mut readers| readers.get_mut(did.as_str()).and_then(Vec::pop));
+        let reader = match idle {
+            Some(reader) => reader,
+            None => {
+                if !self.exists(did) {
+                    return Err(XrpcError::bad_request(
+                        "RepoNotFound",
+                        format!("Could not find repo for DID: {did}"),
+                    ));
+                }
+                RecordReader::open(&actor::store_path(&self.dir, did.as_str()))
+                    .map_err(store_error)?
+            }
+        };
+        let out = f(&reader).map_err(store_error);
+        if let Ok(mut readers) = self.readers.lock() {
+            if readers.len() >= MAX_OPEN && !readers.contains_key(did.as_str()) {
+                // Readers are cheap to reopen: start over rather than track use.
+                readers.clear();
+            }
+            let idle = readers.entry(did.as_str().to_string()).or_default();
+            if idle.len() < READERS_PER_ACTOR {
+                idle.push(reader);
+            }
+        }
+        out
     }
 
     /// Writes every open store's pending nodes (shutdown, idle).

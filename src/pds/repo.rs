@@ -184,6 +184,7 @@ impl Pds {
         let actors = self.actors.clone();
         let blobs = self.blobs.clone();
         let sequencer = self.sequencer.clone();
+        let accounts = self.accounts.clone();
         let rt = tokio::runtime::Handle::current();
         let dedupe = opts.dedupe_backlinks && opts.validate != Some(false);
         let outcome = self
@@ -194,26 +195,12 @@ impl Pds {
                     rt: &rt,
                     blobs: &*blobs,
                     sequencer: &sequencer,
+                    accounts: &accounts,
                 };
                 apply(st, &ctx, prepared, &opts, dedupe)
             })
             .await?;
-        if let Some(commit) = &outcome.commit {
-            self.after_commit(&did, commit).await;
-        }
         Ok(outcome)
-    }
-
-    /// Bookkeeping after a stored commit: the account table's root mirror (`listRepos`).
-    /// Failures are logged: the commit stands and the next commit rewrites the mirror.
-    async fn after_commit(&self, did: &Did, commit: &CommitData) {
-        let (d, cid, rev) = (did.clone(), commit.cid, commit.rev.to_string());
-        if let Err(e) = self
-            .accounts(move |s| s.upsert_repo_root(&d, &cid, &rev))
-            .await
-        {
-            tracing::warn!(%did, "updating the repo root mirror: {:?}", e.message);
-        }
     }
 
     /// The account `repo` names, if the authenticated account may write to it.
@@ -250,11 +237,10 @@ impl Pds {
     pub async fn find_account(&self, repo: &str) -> Result<Option<Account>, XrpcError> {
         let ident = AtIdentifier::try_from(repo)
             .map_err(|e| XrpcError::invalid_request(format!("Invalid repo {repo:?}: {e}")))?;
-        self.accounts(move |s| match &ident {
+        self.read_accounts(|s| match &ident {
             AtIdentifier::Did(did) => s.get_account(did),
             AtIdentifier::Handle(h) => s.get_account_by_handle(h),
         })
-        .await
     }
 
     /// The active account `repo` names, for reads (`RepoNotFound` style errors otherwise).
@@ -352,10 +338,7 @@ impl Pds {
         let (c, r) = (collection.to_string(), rkey.to_string());
         let found = self
             .actors
-            .run(&account.did, move |st| {
-                st.store.get_record(&c, &r).map_err(store_error)
-            })
-            .await?;
+            .read(&account.did, |reader| reader.get_record(&c, &r))?;
         let Some((record_cid, bytes)) = found else {
             return Err(not_found(&uri));
         };
@@ -571,6 +554,9 @@ struct WriteContext<'a> {
     rt: &'a tokio::runtime::Handle,
     blobs: &'a dyn crate::blob::BlobStore,
     sequencer: &'a crate::sequencer::Sequencer,
+    /// For the root mirror (`listRepos`), written under the account's lock so it never goes
+    /// backwards. Lock order: actor, then accounts.
+    accounts: &'a std::sync::Mutex<crate::store::account::AccountStore>,
 }
 
 /// The blocking part of a write, under the account's lock.
@@ -712,6 +698,16 @@ fn apply(
         body: crate::sequencer::frames::commit_body(did.as_str(), &data),
     }]) {
         tracing::error!(%did, "sequencing a commit: {e}");
+    }
+    // The account table's root mirror. A failure is logged: the next commit rewrites it.
+    let mirrored = match ctx.accounts.lock() {
+        Ok(mut accounts) => accounts
+            .upsert_repo_root(&did, &data.cid, data.rev.as_ref())
+            .map_err(|e| e.to_string()),
+        Err(_) => Err("account store lock poisoned".to_string()),
+    };
+    if let Err(e) = mirrored {
+        tracing::warn!(%did, "updating the repo root mirror: {e}");
     }
     // Still under the account's lock, so a re-upload of the same blob (which takes the lock to
     // record its row) can't land between the row's deletion and this delete of its bytes.

@@ -349,6 +349,7 @@ pub struct NewAccount<'a> {
 /// The account database.
 pub struct AccountStore {
     conn: Connection,
+    durability: Durability,
 }
 
 impl AccountStore {
@@ -360,12 +361,23 @@ impl AccountStore {
     pub fn open_with(path: &Path, durability: Durability) -> Result<Self, StoreError> {
         Ok(AccountStore {
             conn: sqlite::open(path, ACCOUNT_MIGRATIONS, durability)?,
+            durability,
+        })
+    }
+
+    /// A read-only handle on a database [`AccountStore::open`] has set up: for the reads on
+    /// every request, which then never queue behind a write.
+    pub fn open_reader(path: &Path) -> Result<Self, StoreError> {
+        Ok(AccountStore {
+            conn: sqlite::open_reader(path)?,
+            durability: Durability::Off,
         })
     }
 
     pub fn open_in_memory() -> Result<Self, StoreError> {
         Ok(AccountStore {
             conn: sqlite::open_in_memory(ACCOUNT_MIGRATIONS)?,
+            durability: Durability::Off,
         })
     }
 
@@ -696,13 +708,25 @@ impl AccountStore {
     // ----- repo roots -----------------------------------------------------------------------
 
     /// Records the account's new head commit (mirror of its actor store).
+    ///
+    /// Written without an fsync of its own: the actor store is the source of truth, every
+    /// commit rewrites the mirror, and the next durable account write syncs it along. Paying a
+    /// full fsync here would double the cost of every record write.
     pub fn upsert_repo_root(
         &mut self,
         did: &Did,
         cid: &Cid,
         rev: &str,
     ) -> Result<(), AccountError> {
-        upsert_root(&self.conn, did, cid, rev, Utc::now())
+        let relax = self.durability == Durability::Full;
+        if relax {
+            self.conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+        }
+        let written = upsert_root(&self.conn, did, cid, rev, Utc::now());
+        if relax {
+            self.conn.execute_batch("PRAGMA synchronous = FULL")?;
+        }
+        written
     }
 
     pub fn get_repo_root(&self, did: &Did) -> Result<Option<RepoRootRow>, AccountError> {
@@ -1249,12 +1273,12 @@ fn upsert_root(
     rev: &str,
     now: DateTime<Utc>,
 ) -> Result<(), AccountError> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO repo_root (did, cid, rev, indexed_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (did) DO UPDATE SET cid = excluded.cid, rev = excluded.rev,
              indexed_at = excluded.indexed_at",
-        params![did.as_str(), cid.to_string(), rev, time_text(now)],
-    )
+    )?
+    .execute(params![did.as_str(), cid.to_string(), rev, time_text(now)])
     .map_err(constraint_error)?;
     Ok(())
 }
@@ -1282,7 +1306,8 @@ fn load_account(
          WHERE {filter}"
     );
     let raw = conn
-        .query_row(&sql, [value], RawAccount::from_row)
+        .prepare_cached(&sql)?
+        .query_row([value], RawAccount::from_row)
         .optional()?;
     raw.map(RawAccount::parse).transpose()
 }

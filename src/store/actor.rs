@@ -360,19 +360,7 @@ impl ActorStore {
         collection: &str,
         rkey: &str,
     ) -> Result<Option<(Cid, Vec<u8>)>, StoreError> {
-        let cid: Option<String> = self
-            .conn
-            .prepare_cached("SELECT cid FROM record WHERE collection = ?1 AND rkey = ?2")?
-            .query_row([collection, rkey], |r| r.get(0))
-            .optional()?;
-        let Some(cid) = cid else { return Ok(None) };
-        let cid = parse_cid(&cid)?;
-        match self.block(&cid)? {
-            Some(bytes) => Ok(Some((cid, bytes))),
-            None => Err(StoreError::Corrupt(format!(
-                "record {collection}/{rkey} points at block {cid}, which is missing"
-            ))),
-        }
+        get_record_on(&self.conn, collection, rkey)
     }
 
     /// One block's bytes.
@@ -395,40 +383,7 @@ impl ActorStore {
         cursor: Option<&str>,
         reverse: bool,
     ) -> Result<Vec<StoredRecord>, StoreError> {
-        let sql = match (reverse, cursor.is_some()) {
-            (false, false) => {
-                "SELECT rkey, cid FROM record WHERE collection = ?1 ORDER BY rkey ASC LIMIT ?2"
-            }
-            (false, true) => {
-                "SELECT rkey, cid FROM record WHERE collection = ?1 AND rkey > ?3 ORDER BY rkey ASC LIMIT ?2"
-            }
-            (true, false) => {
-                "SELECT rkey, cid FROM record WHERE collection = ?1 ORDER BY rkey DESC LIMIT ?2"
-            }
-            (true, true) => {
-                "SELECT rkey, cid FROM record WHERE collection = ?1 AND rkey < ?3 ORDER BY rkey DESC LIMIT ?2"
-            }
-        };
-        let mut stmt = self.conn.prepare_cached(sql)?;
-        let limit = limit as i64;
-        let map = |r: &rusqlite::Row<'_>| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?));
-        let rows: Vec<(String, String)> = match cursor {
-            Some(c) => stmt
-                .query_map(params![collection, limit, c], map)?
-                .collect::<Result<_, _>>()?,
-            None => stmt
-                .query_map(params![collection, limit], map)?
-                .collect::<Result<_, _>>()?,
-        };
-        rows.into_iter()
-            .map(|(rkey, cid)| {
-                Ok(StoredRecord {
-                    collection: collection.to_string(),
-                    rkey,
-                    cid: parse_cid(&cid)?,
-                })
-            })
-            .collect()
+        list_records_on(&self.conn, collection, limit, cursor, reverse)
     }
 
     /// Number of records in the repo.
@@ -501,6 +456,110 @@ impl BlockSource for ActorStore {
     fn get_block(&self, cid: &Cid) -> Result<Option<Vec<u8>>, RepoError> {
         self.block(cid).map_err(|e| RepoError::Storage(Box::new(e)))
     }
+}
+
+/// A read-only view of an actor store's records on a connection of its own.
+///
+/// Record rows and record blocks are written in every commit's transaction (only MST nodes
+/// wait in memory), so a reader sees exactly the committed records, without the store's lock
+/// and while the account writes.
+pub struct RecordReader {
+    conn: Connection,
+}
+
+impl RecordReader {
+    /// Opens a reader on a store that [`ActorStore::open`] has created.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(RecordReader {
+            conn: sqlite::open_reader(path)?,
+        })
+    }
+
+    /// The record's CID and bytes, as [`ActorStore::get_record`].
+    pub fn get_record(
+        &self,
+        collection: &str,
+        rkey: &str,
+    ) -> Result<Option<(Cid, Vec<u8>)>, StoreError> {
+        get_record_on(&self.conn, collection, rkey)
+    }
+
+    /// A page of a collection, as [`ActorStore::list_records`].
+    pub fn list_records(
+        &self,
+        collection: &str,
+        limit: usize,
+        cursor: Option<&str>,
+        reverse: bool,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        list_records_on(&self.conn, collection, limit, cursor, reverse)
+    }
+}
+
+fn get_record_on(
+    conn: &Connection,
+    collection: &str,
+    rkey: &str,
+) -> Result<Option<(Cid, Vec<u8>)>, StoreError> {
+    let cid: Option<String> = conn
+        .prepare_cached("SELECT cid FROM record WHERE collection = ?1 AND rkey = ?2")?
+        .query_row([collection, rkey], |r| r.get(0))
+        .optional()?;
+    let Some(cid) = cid else { return Ok(None) };
+    let cid = parse_cid(&cid)?;
+    let block: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT content FROM repo_block WHERE cid = ?1")?
+        .query_row([cid.to_bytes()], |r| r.get(0))
+        .optional()?;
+    match block {
+        Some(bytes) => Ok(Some((cid, bytes))),
+        None => Err(StoreError::Corrupt(format!(
+            "record {collection}/{rkey} points at block {cid}, which is missing"
+        ))),
+    }
+}
+
+fn list_records_on(
+    conn: &Connection,
+    collection: &str,
+    limit: usize,
+    cursor: Option<&str>,
+    reverse: bool,
+) -> Result<Vec<StoredRecord>, StoreError> {
+    let sql = match (reverse, cursor.is_some()) {
+        (false, false) => {
+            "SELECT rkey, cid FROM record WHERE collection = ?1 ORDER BY rkey ASC LIMIT ?2"
+        }
+        (false, true) => {
+            "SELECT rkey, cid FROM record WHERE collection = ?1 AND rkey > ?3 ORDER BY rkey ASC LIMIT ?2"
+        }
+        (true, false) => {
+            "SELECT rkey, cid FROM record WHERE collection = ?1 ORDER BY rkey DESC LIMIT ?2"
+        }
+        (true, true) => {
+            "SELECT rkey, cid FROM record WHERE collection = ?1 AND rkey < ?3 ORDER BY rkey DESC LIMIT ?2"
+        }
+    };
+    let mut stmt = conn.prepare_cached(sql)?;
+    let limit = limit as i64;
+    let map = |r: &rusqlite::Row<'_>| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?));
+    let rows: Vec<(String, String)> = match cursor {
+        Some(c) => stmt
+            .query_map(params![collection, limit, c], map)?
+            .collect::<Result<_, _>>()?,
+        None => stmt
+            .query_map(params![collection, limit], map)?
+            .collect::<Result<_, _>>()?,
+    };
+    rows.into_iter()
+        .map(|(rkey, cid)| {
+            Ok(StoredRecord {
+                collection: collection.to_string(),
+                rkey,
+                cid: parse_cid(&cid)?,
+            })
+        })
+        .collect()
 }
 
 /// Writes one commit's blocks and record rows (not the root) inside `tx`.

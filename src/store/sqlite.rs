@@ -92,6 +92,20 @@ pub fn open(
     Ok(conn)
 }
 
+/// Opens a read-only connection to a database another connection has created and migrated.
+/// In WAL mode readers never wait for the writer, so such a connection serves point reads
+/// while writes go on.
+pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    stable_plans(&conn)?;
+    conn.execute_batch("PRAGMA cache_size = -2048;")?;
+    Ok(conn)
+}
+
 /// Opens an in-memory database with the same schema (tests and scratch work).
 pub fn open_in_memory(migrations: &[Migration]) -> Result<Connection, StoreError> {
     let mut conn = Connection::open_in_memory()?;
@@ -100,8 +114,21 @@ pub fn open_in_memory(migrations: &[Migration]) -> Result<Connection, StoreError
     Ok(conn)
 }
 
+/// Query plans that don't depend on bound values. Without this SQLite may plan a statement for
+/// the parameters it was first run with (a `LEFT JOIN` or `LIKE` on `?1`) and silently
+/// re-prepare the cached statement every time the parameters change, which costs as much as
+/// not caching it.
+fn stable_plans(conn: &Connection) -> Result<(), StoreError> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
+}
+
 fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    stable_plans(conn)?;
     // journal_mode returns a row, so it is read rather than executed.
     let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     // A commit dirties a handful of random B-tree leaves; an 8 MiB page cache keeps a hot
