@@ -20,6 +20,9 @@ use super::{
 use crate::data::Cid;
 use crate::syntax::Did;
 
+/// Bytes gathered before each write of an upload to its temporary file.
+const TEMP_WRITE_BUFFER: usize = 256 * 1024;
+
 /// Read buffer for streaming a blob out of its file.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -96,7 +99,7 @@ impl BlobStore for DiskBlobStore {
         let key = new_temp_key();
         let path = self.temp_path(did, &key)?;
         create_parent(&path).await?;
-        let mut file = fs::OpenOptions::new()
+        let file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)
@@ -105,6 +108,11 @@ impl BlobStore for DiskBlobStore {
         // Removes the file on every way out but success, including this future being dropped
         // (a client that disconnects mid-upload).
         let guard = RemoveOnDrop::new(&path);
+        // Body chunks are small (a few KiB); each tokio file write is a trip to a blocking
+        // thread, so they are gathered into large writes. No fsync here: a temporary blob
+        // is synced when it becomes permanent (`make_permanent`), as only then does a record
+        // depend on it.
+        let mut file = tokio::io::BufWriter::with_capacity(TEMP_WRITE_BUFFER, file);
         let written = async {
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(BlobError::Body)?;
@@ -112,8 +120,7 @@ impl BlobStore for DiskBlobStore {
                     .await
                     .map_err(|e| io_err("write", &path, e))?;
             }
-            file.flush().await.map_err(|e| io_err("write", &path, e))?;
-            file.sync_all().await.map_err(|e| io_err("fsync", &path, e))
+            file.flush().await.map_err(|e| io_err("write", &path, e))
         }
         .await;
         drop(file);
@@ -129,6 +136,11 @@ impl BlobStore for DiskBlobStore {
             return remove_if_present(&temp).await;
         }
         create_parent(&stored).await?;
+        // The upload was not synced (`put_temp`); it must be before the rename publishes it.
+        match sync_file(&temp).await {
+            Err(BlobError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+            other => other?,
+        }
         match fs::rename(&temp, &stored).await {
             Ok(()) => sync_parent(&stored).await,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {

@@ -3,14 +3,19 @@
 // has the machine to itself), all on 127.0.0.1.
 //
 //   BERTH_BIN=target/release/berth tests/interop/node_modules/.bin/node tests/interop/bench/vs-reference.mjs
-//   options: --only reference|berth   --n 500 (records per write phase)   --reads 2000
-//            --blobs 20 (1 MiB uploads per blob phase)
+//   options: --only reference|berth   --seconds 10 (per wrk phase)   --client wrk|node
+//            node client only: --n 500 (records per write phase) --reads 2000 --blobs 20
 //
-// The client is raw node:http with keep-alive agents (no @atproto/api) so it is not the
-// bottleneck. A method the server does not implement yet (HTTP 501 / MethodNotImplemented)
-// shows as "n/a"; any other failure shows as "err" and is printed to stderr.
+// The load comes from wrk (Debian package `wrk`; `--client node` falls back to node:http), a
+// second process written in C: a Node client tops out near 8,000 requests/s here, which hid
+// most of berth's speed. Each rate phase runs for --seconds; node:http only creates the
+// accounts and the records to read. A method the server does not implement (HTTP 501 /
+// MethodNotImplemented) shows as "n/a"; any other failure shows as "err", printed to stderr.
 import http from 'node:http'
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { randomBytes } from 'node:crypto'
 import { startReferencePlc, startReferencePds, startBerth, BERTH } from '../lib/harness.mjs'
@@ -21,8 +26,15 @@ const { values: opts } = parseArgs({
     n: { type: 'string', default: '500' },
     reads: { type: 'string', default: '2000' },
     blobs: { type: 'string', default: '20' },
+    seconds: { type: 'string', default: '10' },
+    client: { type: 'string' },
   },
 })
+const hasWrk = spawnSync('wrk', ['--version']).error === undefined
+const CLIENT = opts.client ?? (hasWrk ? 'wrk' : 'node')
+if (CLIENT === 'wrk' && !hasWrk) throw new Error('wrk is not installed (apt-get install wrk), or pass --client node')
+if (CLIENT !== 'wrk' && CLIENT !== 'node') throw new Error(`--client takes wrk or node, not ${CLIENT}`)
+const SECONDS = Number(opts.seconds)
 const N = Number(opts.n)
 const READS = Number(opts.reads)
 const BLOBS = Number(opts.blobs)
@@ -131,6 +143,63 @@ async function pool(total, concurrency, job) {
 
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]
 
+// ---------------------------------------------------------------------------------------------
+// wrk
+
+const wrkDir = mkdtempSync(join(tmpdir(), 'berth-bench-wrk-'))
+cleanups.push(async () => rmSync(wrkDir, { recursive: true, force: true }))
+const luaStr = (v) => JSON.stringify(String(v)) // a JSON string literal is a valid Lua one here
+
+/**
+ * Runs wrk for SECONDS against `port` with `threads` threads of one connection each (so
+ * thread i is writer i), or `connections` over one thread. `lua` defines `request()`; every
+ * thread sees its number as `idx`. Returns requests/s and p50/p99 latency in ms; any non-2xx
+ * response fails the phase (HTTP 501 as NotImplemented).
+ */
+function wrk(port, name, lua, { threads = 1, connections = threads } = {}) {
+  const script = join(wrkDir, `${name}.lua`)
+  writeFileSync(
+    script,
+    `local n = 0\nfunction setup(thread) thread:set("idx", n); n = n + 1 end\n${lua}\n` +
+      // wrk prints non-2xx counts itself; the first bad status is worth seeing too.
+      `local shown = false\nfunction response(status, headers, body)\n` +
+      `  if status >= 300 and not shown then shown = true; io.stderr:write("HTTP " .. status .. " " .. string.sub(body, 1, 300) .. "\\n") end\nend\n`,
+  )
+  const args = ['-t', String(threads), '-c', String(connections), '-d', `${SECONDS}s`, '--latency', '-s', script, `http://127.0.0.1:${port}/`]
+  const run = spawnSync('wrk', args, { encoding: 'utf8', timeout: (SECONDS + 60) * 1000 })
+  if (run.status !== 0) throw new Error(`wrk ${name}: exit ${run.status}: ${run.stderr}`)
+  const out = run.stdout
+  const bad = /Non-2xx or 3xx responses: (\d+)/.exec(out)
+  if (bad) {
+    if (/HTTP 501|MethodNotImplemented/.test(run.stderr)) throw new NotImplemented(`${name}: not implemented`)
+    throw new Error(`${name}: ${bad[1]} non-2xx responses: ${run.stderr.trim().split('\n')[0]}`)
+  }
+  const sockErr = /Socket errors: (.*)/.exec(out)
+  if (sockErr && /(connect|read|write) [1-9]/.test(sockErr[1])) throw new Error(`${name}: socket errors: ${sockErr[1]}`)
+  const ms = (label) => {
+    const m = new RegExp(`^\\s+${label}%\\s+([\\d.]+)(us|ms|s)\\s*$`, 'm').exec(out)
+    if (!m) return undefined
+    return Number(m[1]) * { us: 1e-3, ms: 1, s: 1e3 }[m[2]]
+  }
+  const rate = /Requests\/sec:\s+([\d.]+)/.exec(out)
+  if (!rate) throw new Error(`${name}: no rate in wrk output:\n${out}`)
+  return { rate: Number(rate[1]), p50: ms('50'), p99: ms('99') }
+}
+
+/** Lua for createRecord: thread `idx` writes to accounts[idx % #accounts]. */
+function createRecordLua(accts) {
+  const list = accts.map((a) => `{did=${luaStr(a.did)}, token=${luaStr(a.token)}}`).join(', ')
+  const record = `{"$type":"app.bsky.feed.post","text":"bench post lorem ipsum lorem ipsum lorem ipsum lorem ipsum","createdAt":"2026-11-23T12:00:00.000Z"}`
+  return `local accounts = {${list}}
+local req
+function init(args)
+  local a = accounts[(idx % #accounts) + 1]
+  local body = '{"repo":"' .. a.did .. '","collection":"app.bsky.feed.post","record":' .. ${luaStr(record)} .. '}'
+  req = wrk.format("POST", "/xrpc/com.atproto.repo.createRecord", {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. a.token}, body)
+end
+function request() return req end`
+}
+
 function rssMiB(pid) {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
   return Number(m[1]) / 1024
@@ -148,6 +217,50 @@ const post = (i) => ({
 
 // ---------------------------------------------------------------------------------------------
 // One server's measurements
+
+/** The rate phases with wrk: each runs for SECONDS. */
+async function measureWithWrk(name, port, api, accounts, results, phase) {
+  await phase(['seqWrite'], async () => ({ seqWrite: wrk(port, `${name}-seq`, createRecordLua([accounts[0]])).rate }))
+  await phase(['par8Accounts'], async () => ({
+    par8Accounts: wrk(port, `${name}-par8`, createRecordLua(accounts), { threads: WRITERS }).rate,
+  }))
+  await phase(['par8OneAccount'], async () => ({
+    par8OneAccount: wrk(port, `${name}-par8one`, createRecordLua([accounts[1]]), { threads: WRITERS }).rate,
+  }))
+  await phase(['getRecord', 'getRecordP50', 'getRecordP99'], async () => {
+    const paths = []
+    for (const acct of accounts.slice(0, 4)) {
+      const list = await api.call('GET', 'com.atproto.repo.listRecords', {
+        query: { repo: acct.did, collection: 'app.bsky.feed.post', limit: 100 },
+      })
+      for (const r of list.records) {
+        const [, , did, collection, rkey] = r.uri.split('/')
+        paths.push(`/xrpc/com.atproto.repo.getRecord?repo=${did}&collection=${collection}&rkey=${rkey}`)
+      }
+    }
+    if (paths.length === 0) throw new NotImplemented('no records to read')
+    const lua = `local paths = {${paths.map(luaStr).join(', ')}}
+local i = 0
+function request() i = i + 1; return wrk.format("GET", paths[(i % #paths) + 1]) end`
+    const r = wrk(port, `${name}-get`, lua, { threads: 1, connections: READ_CONCURRENCY })
+    return { getRecord: r.rate, getRecordP50: r.p50, getRecordP99: r.p99 }
+  })
+  // 1 MiB uploads (the same bytes each time, for both servers): requests/s = MiB/s.
+  const blobFile = join(wrkDir, 'blob.bin')
+  writeFileSync(blobFile, randomBytes(MiB))
+  const blobLua = (acct) => `local req
+function init(args)
+  local f = assert(io.open(${luaStr(blobFile)}, "rb"))
+  local body = f:read("*a")
+  f:close()
+  req = wrk.format("POST", "/xrpc/com.atproto.repo.uploadBlob", {["Content-Type"] = "application/octet-stream", ["Authorization"] = "Bearer " .. ${luaStr(acct.token)}}, body)
+end
+function request() return req end`
+  await phase(['blobSeq'], async () => ({ blobSeq: wrk(port, `${name}-blob1`, blobLua(accounts[2])).rate }))
+  await phase(['blobPar'], async () => ({
+    blobPar: wrk(port, `${name}-blob4`, blobLua(accounts[3]), { threads: 1, connections: BLOB_CONCURRENCY }).rate,
+  }))
+}
 
 async function measure(name, server) {
   const results = {}
@@ -184,62 +297,66 @@ async function measure(name, server) {
     return results
   }
 
-  const uris = []
-  const create = async (acct, i) => {
-    const out = await api.call('POST', 'com.atproto.repo.createRecord', {
-      token: acct.token,
-      body: { repo: acct.did, collection: 'app.bsky.feed.post', record: post(i) },
-    })
-    uris.push({ did: acct.did, rkey: out.uri.split('/').pop() })
-  }
+  if (CLIENT === 'wrk') {
+    await measureWithWrk(name, port, api, accounts, results, phase)
+  } else {
+    const uris = []
+    const create = async (acct, i) => {
+      const out = await api.call('POST', 'com.atproto.repo.createRecord', {
+        token: acct.token,
+        body: { repo: acct.did, collection: 'app.bsky.feed.post', record: post(i) },
+      })
+      uris.push({ did: acct.did, rkey: out.uri.split('/').pop() })
+    }
 
-  // (a) sequential creates on one account
-  await phase(['seqWrite'], async () => {
-    const { seconds } = await pool(N, 1, (i) => create(accounts[0], i))
-    return { seqWrite: N / seconds }
-  })
-  // (b) 8 writers, each on its own account; then 8 writers on one account
-  await phase(['par8Accounts'], async () => {
-    const { seconds } = await pool(N, WRITERS, (i, w) => create(accounts[w], i))
-    return { par8Accounts: N / seconds }
-  })
-  await phase(['par8OneAccount'], async () => {
-    const { seconds } = await pool(N, WRITERS, (i) => create(accounts[1], i))
-    return { par8OneAccount: N / seconds }
-  })
-  // (c) getRecord at c=16 over the records written above
-  await phase(['getRecord', 'getRecordP50', 'getRecordP99'], async () => {
-    if (uris.length === 0) throw new NotImplemented('no records to read')
-    const { seconds, latencies } = await pool(READS, READ_CONCURRENCY, (i) => {
-      const { did, rkey } = uris[(i * 7919) % uris.length]
-      return api.call('GET', 'com.atproto.repo.getRecord', { query: { repo: did, collection: 'app.bsky.feed.post', rkey } })
+    // (a) sequential creates on one account
+    await phase(['seqWrite'], async () => {
+      const { seconds } = await pool(N, 1, (i) => create(accounts[0], i))
+      return { seqWrite: N / seconds }
     })
-    latencies.sort((a, b) => a - b)
-    return { getRecord: READS / seconds, getRecordP50: percentile(latencies, 50), getRecordP99: percentile(latencies, 99) }
-  })
-  // (d) 1 MiB uploadBlob, sequential and c=4 (distinct random content each time)
-  const blob = randomBytes(MiB)
-  const upload = (i, w) => {
-    const body = Buffer.from(blob)
-    body.writeUInt32BE(i, 0)
-    body.writeUInt32BE(w ?? 0, 4)
-    body.write(name, 8)
-    return api.call('POST', 'com.atproto.repo.uploadBlob', { token: accounts[(w ?? 0) + 2].token, body, type: 'application/octet-stream' })
+    // (b) 8 writers, each on its own account; then 8 writers on one account
+    await phase(['par8Accounts'], async () => {
+      const { seconds } = await pool(N, WRITERS, (i, w) => create(accounts[w], i))
+      return { par8Accounts: N / seconds }
+    })
+    await phase(['par8OneAccount'], async () => {
+      const { seconds } = await pool(N, WRITERS, (i) => create(accounts[1], i))
+      return { par8OneAccount: N / seconds }
+    })
+    // (c) getRecord at c=16 over the records written above
+    await phase(['getRecord', 'getRecordP50', 'getRecordP99'], async () => {
+      if (uris.length === 0) throw new NotImplemented('no records to read')
+      const { seconds, latencies } = await pool(READS, READ_CONCURRENCY, (i) => {
+        const { did, rkey } = uris[(i * 7919) % uris.length]
+        return api.call('GET', 'com.atproto.repo.getRecord', { query: { repo: did, collection: 'app.bsky.feed.post', rkey } })
+      })
+      latencies.sort((a, b) => a - b)
+      return { getRecord: READS / seconds, getRecordP50: percentile(latencies, 50), getRecordP99: percentile(latencies, 99) }
+    })
+    // (d) 1 MiB uploadBlob, sequential and c=4 (distinct random content each time)
+    const blob = randomBytes(MiB)
+    const upload = (i, w) => {
+      const body = Buffer.from(blob)
+      body.writeUInt32BE(i, 0)
+      body.writeUInt32BE(w ?? 0, 4)
+      body.write(name, 8)
+      return api.call('POST', 'com.atproto.repo.uploadBlob', { token: accounts[(w ?? 0) + 2].token, body, type: 'application/octet-stream' })
+    }
+    // A small upload first: a server that refuses the method may close the connection before
+    // reading a 1 MiB body, and the client would only see EPIPE.
+    const probe = () =>
+      api.call('POST', 'com.atproto.repo.uploadBlob', { token: accounts[2].token, body: Buffer.from(`probe ${name}`), type: 'text/plain' })
+    await phase(['blobSeq'], async () => {
+      await probe()
+      const { seconds } = await pool(BLOBS, 1, (i) => upload(i, 0))
+      return { blobSeq: BLOBS / seconds }
+    })
+    await phase(['blobPar'], async () => {
+      await probe()
+      const { seconds } = await pool(BLOBS, BLOB_CONCURRENCY, (i, w) => upload(i + BLOBS, w))
+      return { blobPar: BLOBS / seconds }
+    })
   }
-  // A small upload first: a server that refuses the method may close the connection before
-  // reading a 1 MiB body, and the client would only see EPIPE.
-  const probe = () =>
-    api.call('POST', 'com.atproto.repo.uploadBlob', { token: accounts[2].token, body: Buffer.from(`probe ${name}`), type: 'text/plain' })
-  await phase(['blobSeq'], async () => {
-    await probe()
-    const { seconds } = await pool(BLOBS, 1, (i) => upload(i, 0))
-    return { blobSeq: BLOBS / seconds }
-  })
-  await phase(['blobPar'], async () => {
-    await probe()
-    const { seconds } = await pool(BLOBS, BLOB_CONCURRENCY, (i, w) => upload(i + BLOBS, w))
-    return { blobPar: BLOBS / seconds }
-  })
   api.close()
   await new Promise((r) => setTimeout(r, 1000))
   results.rssAfter = rssMiB(server.pid)
@@ -250,13 +367,13 @@ async function measure(name, server) {
 // ---------------------------------------------------------------------------------------------
 
 const ROWS = [
-  ['seqWrite', `createRecord sequential (records/s, n=${N})`, 1],
+  ['seqWrite', `createRecord sequential (records/s, ${CLIENT === 'wrk' ? `${SECONDS} s` : `n=${N}`})`, 1],
   ['par8Accounts', `createRecord 8 writers / 8 accounts (records/s)`, 1],
   ['par8OneAccount', `createRecord 8 writers / 1 account (records/s)`, 1],
-  ['getRecord', `getRecord c=${READ_CONCURRENCY} (req/s, n=${READS})`, 1],
+  ['getRecord', `getRecord c=${READ_CONCURRENCY} (req/s${CLIENT === 'wrk' ? '' : `, n=${READS}`})`, 1],
   ['getRecordP50', 'getRecord p50 (ms)', 2],
   ['getRecordP99', 'getRecord p99 (ms)', 2],
-  ['blobSeq', `uploadBlob 1 MiB sequential (MiB/s, n=${BLOBS})`, 1],
+  ['blobSeq', `uploadBlob 1 MiB sequential (MiB/s${CLIENT === 'wrk' ? '' : `, n=${BLOBS}`})`, 1],
   ['blobPar', `uploadBlob 1 MiB c=${BLOB_CONCURRENCY} (MiB/s)`, 1],
   ['rssIdle', 'RSS idle after start (MiB)', 1],
   ['rssAfter', 'RSS after load (MiB)', 1],
@@ -299,7 +416,7 @@ try {
     // Stop this server before the next one starts.
     while (cleanups.length > mark) await cleanups.pop()()
   }
-  console.log(`\nberth vs reference PDS (@atproto/pds), ${new Date().toISOString()}, node ${process.version}`)
+  console.log(`\nberth vs reference PDS (@atproto/pds), ${new Date().toISOString()}, node ${process.version}, load from ${CLIENT === 'wrk' ? spawnSync('wrk', ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0].split(' [')[0] : 'node:http'}`)
   console.log(table(results))
   console.log('berth/reference: above 1 is better for rates, below 1 is better for latency and RSS')
 } finally {
