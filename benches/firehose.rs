@@ -6,14 +6,19 @@
 //! 1. **Fan-out**: `FIREHOSE_SUBSCRIBERS` (default 1,000) WebSocket subscribers on loopback, and
 //!    8 accounts writing records at `FIREHOSE_RATE` commits/s in all (default 500) for
 //!    `FIREHOSE_SECONDS` (default 10). Every subscriber counts its frames; 20 probe
-//!    subscribers also decode each commit's `repo` and `rev` and note its arrival. Latency runs
-//!    from the moment the write request was sent to the frame's arrival, so it includes the
-//!    write path itself (fsync'd commit and sequencer insert; the write's own latency is shown
-//!    beside it). Reports p50/p99/max, frames delivered, subscribers dropped (ConsumerTooSlow
-//!    or closed), server RSS.
+//!    subscribers also decode each commit's `repo` and `rev` and note its arrival. Two latencies:
+//!    **at the server**, from the event being sequenced to its frame being written to each
+//!    subscriber's socket (every frame to every subscriber, read from the server's `/metrics`
+//!    histogram, so values are bucket bounds); and **end to end**, from the write request being
+//!    sent to the probe receiving the frame, which adds the write itself and the client's
+//!    side. Also frames delivered, subscribers dropped (ConsumerTooSlow or closed), server RSS.
 //! 2. **Replay**: `FIREHOSE_REPLAY` (default 100,000) real commit events are written into the
 //!    sequencer of a fresh data dir by the repo engine, then one subscriber connects with
 //!    cursor 0 and reads them all: events/s.
+//!
+//! 3. **Floor**: what the kernel alone charges for the fan-out on this machine: 1.2 KB written
+//!    to each of N loopback TCP connections and read back, CPU µs per delivery, and the cores
+//!    that 500 frames/s to 1,000 subscribers would need for it with one write per frame.
 //!
 //! The load generator shares the 2 cores with the server, so these are lower bounds.
 //! Prints a table; asserts nothing about time.
@@ -49,6 +54,7 @@ fn main() {
         println!("{}", "-".repeat(78));
         fan_out().await;
         replay().await;
+        loopback_floor();
     });
 }
 
@@ -233,6 +239,7 @@ async fn fan_out() {
     row("subscribers connected", subscribers.to_string());
     let rss_connected = rss_mib(pid);
 
+    let before = server_histogram(&http, &url).await;
     // WRITERS accounts, each paced at rate / WRITERS.
     type Sent = std::collections::HashMap<(String, String), (Instant, Duration)>;
     let sent: Arc<std::sync::Mutex<Sent>> = Arc::default();
@@ -269,6 +276,8 @@ async fn fan_out() {
     }
     let wall = start.elapsed().as_secs_f64();
     let rss_load = rss_mib(pid);
+    // Subscribers still catching up add their deliveries until they have all frames.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let sent = sent.lock().expect("lock").clone();
     let mut latencies = Vec::new();
     let (mut dropped, mut delivered) = (0, 0usize);
@@ -283,6 +292,8 @@ async fn fan_out() {
         }
     }
     latencies.sort_by(f64::total_cmp);
+    let after = server_histogram(&http, &url).await;
+    let at_server: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
     let mut write_ms: Vec<f64> = sent.values().map(|(_, d)| d.as_secs_f64() * 1e3).collect();
     write_ms.sort_by(f64::total_cmp);
     row(
@@ -298,8 +309,15 @@ async fn fan_out() {
         format!("{delivered} / {}", subscribers * writes),
     );
     row("subscribers dropped", dropped.to_string());
+    let server_total: u64 = at_server.iter().sum();
     row(
-        &format!("write sent -> frame received, {PROBES} probes: p50 (ms)"),
+        &format!("at the server, sequenced -> written, {server_total} deliveries: p50 (ms)"),
+        bucket_pct(&at_server, 0.5),
+    );
+    row("  p99 (ms)", bucket_pct(&at_server, 0.99));
+    row("  p99.9 (ms)", bucket_pct(&at_server, 0.999));
+    row(
+        &format!("end to end, write sent -> frame received, {PROBES} probes: p50 (ms)"),
         format!("{:.2}", pct(&latencies, 0.5)),
     );
     row("  p99 (ms)", format!("{:.2}", pct(&latencies, 0.99)));
@@ -311,6 +329,131 @@ async fn fan_out() {
         &format!("server RSS with {subscribers} subscribers / after load"),
         format!("{rss_connected:.1} / {rss_load:.1} MiB"),
     );
+}
+
+/// The server's delivery histogram (`/metrics`): frames per bucket, overflow last.
+async fn server_histogram(http: &reqwest::Client, url: &str) -> Vec<u64> {
+    let text = http
+        .get(format!("{url}/metrics"))
+        .basic_auth("admin", Some("admin"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let cumulative: Vec<u64> = text
+        .lines()
+        .filter(|l| l.starts_with("berth_firehose_delivery_seconds_bucket"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(
+        cumulative.len(),
+        berth::sequencer::stats::BUCKET_BOUNDS_US.len() + 1,
+        "metrics: {text}"
+    );
+    let mut previous = 0;
+    cumulative
+        .into_iter()
+        .map(|c| {
+            let n = c - previous;
+            previous = c;
+            n
+        })
+        .collect()
+}
+
+/// The bound of the bucket holding quantile `q` ("≤ x"), from per-bucket counts.
+fn bucket_pct(buckets: &[u64], q: f64) -> String {
+    let total: u64 = buckets.iter().sum();
+    if total == 0 {
+        return "-".into();
+    }
+    let want = (total as f64 * q).ceil() as u64;
+    let mut seen = 0;
+    for (i, n) in buckets.iter().enumerate() {
+        seen += n;
+        if seen >= want {
+            return match berth::sequencer::stats::BUCKET_BOUNDS_US.get(i) {
+                Some(us) => format!("<= {:.2}", *us as f64 / 1e3),
+                None => "> 1000".into(),
+            };
+        }
+    }
+    "-".into()
+}
+
+/// The kernel's share of a fan-out on this machine (see the module doc).
+fn loopback_floor() {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let n = env_num("FIREHOSE_SUBSCRIBERS", 1000) as usize;
+    let rounds = 200;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut pairs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let client = TcpStream::connect(addr).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        server.set_nodelay(true).expect("nodelay");
+        pairs.push((server, client));
+    }
+    let frame = vec![0xa2u8; 1200];
+    let mut buf = vec![0u8; 64 * 1024];
+    // The write loop never blocks (the socket buffers hold a frame), so its wall time is its
+    // CPU time; /proc's tick-based counters are only precise over the whole run.
+    let mut write_cpu = 0.0;
+    let start = cpu_seconds();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        for (server, _) in pairs.iter_mut() {
+            server.write_all(&frame).expect("write");
+        }
+        write_cpu += t.elapsed().as_secs_f64();
+        for (_, client) in pairs.iter_mut() {
+            let mut got = 0;
+            while got < frame.len() {
+                got += client.read(&mut buf).expect("read");
+            }
+        }
+    }
+    let all_cpu = cpu_seconds() - start;
+    let deliveries = (n * rounds) as f64;
+    row(
+        &format!("floor: {n} loopback sockets, 1.2 KB each: CPU per write (us)"),
+        format!("{:.2}", write_cpu / deliveries * 1e6),
+    );
+    row(
+        "  CPU per write + read (us)",
+        format!("{:.2}", all_cpu / deliveries * 1e6),
+    );
+    row(
+        "  cores for 500 frames/s x 1,000 subscribers: writes / +reads",
+        format!(
+            "{:.2} / {:.2}",
+            write_cpu / deliveries * 500_000.0,
+            all_cpu / deliveries * 500_000.0
+        ),
+    );
+}
+
+/// This process's user + system CPU time.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime, in clock ticks (100 per second on Linux).
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 async fn replay() {

@@ -383,3 +383,96 @@ async fn account_status_changes_emit_the_reference_event_sequences() {
         assert_eq!(f.str("handle"), Some(handle));
     }
 }
+
+/// One value of the `/metrics` text.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_subscribers_and_time_each_delivery() {
+    let pds = common::start_pds(&[]).await;
+    let admin = pds.pds.config.secrets.admin_password.expose().clone();
+    let url = format!("{}/metrics", pds.url);
+    let scrape = || async {
+        let res = pds
+            .http
+            .get(&url)
+            .basic_auth("admin", Some(&admin))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        res.text().await.unwrap()
+    };
+    // Operator numbers: not for anyone without the admin password.
+    let anonymous = pds.http.get(&url).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let wrong = pds
+        .http
+        .get(&url)
+        .basic_auth("admin", Some("not-the-password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+
+    let before = scrape().await;
+    assert_eq!(metric(&before, "berth_firehose_subscribers"), 0.0);
+    assert_eq!(
+        metric(&before, "berth_firehose_delivery_seconds_count"),
+        0.0
+    );
+
+    let (did, token) = sign_up(&pds, "metrics.test").await;
+    let mut a = connect(&pds, None).await;
+    let mut b = connect(&pds, None).await;
+    post(&pds, &did, &token, "counted").await;
+    assert_eq!(next(&mut a).await.unwrap().t.as_deref(), Some("#commit"));
+    assert_eq!(next(&mut b).await.unwrap().t.as_deref(), Some("#commit"));
+
+    // The server notes a delivery just after its write returns, which may be a moment after
+    // the client has the frame.
+    let mut during = scrape().await;
+    for _ in 0..50 {
+        if metric(&during, "berth_firehose_delivery_seconds_count") >= 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        during = scrape().await;
+    }
+    assert_eq!(metric(&during, "berth_firehose_subscribers"), 2.0);
+    // One commit written to two sockets; nothing was live before they connected.
+    assert_eq!(
+        metric(&during, "berth_firehose_delivery_seconds_count"),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &during,
+            "berth_firehose_delivery_seconds_bucket{le=\"+Inf\"}"
+        ),
+        2.0
+    );
+    // Buckets are cumulative and the 1 s bucket holds both (a loopback write is far faster).
+    assert_eq!(
+        metric(&during, "berth_firehose_delivery_seconds_bucket{le=\"1\"}"),
+        2.0
+    );
+    assert!(metric(&during, "berth_firehose_delivery_seconds_sum") < 2.0);
+
+    drop(a);
+    drop(b);
+    // The server notices the closed sockets on its next read of them.
+    let mut left = f64::NAN;
+    for _ in 0..50 {
+        left = metric(&scrape().await, "berth_firehose_subscribers");
+        if left == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0.0, "subscribers still counted after disconnecting");
+}

@@ -11,6 +11,7 @@
 //! - Frames are `Arc`-shared: a thousand subscribers cost one encoding per event.
 
 pub mod frames;
+pub mod stats;
 
 use crate::data::cbor;
 use crate::store::StoreError;
@@ -35,6 +36,9 @@ pub struct Event {
 pub struct Frame {
     pub seq: i64,
     pub bytes: Bytes,
+    /// When it was sequenced (live frames) or read back (replayed ones): delivery latency
+    /// is measured from here.
+    pub at: std::time::Instant,
 }
 
 type Listener = Box<dyn Fn() + Send + Sync>;
@@ -44,6 +48,8 @@ pub struct Sequencer {
     live: broadcast::Sender<Arc<Frame>>,
     /// Called after events are sequenced (crawler notification); must not block.
     on_sequenced: Mutex<Vec<Listener>>,
+    /// Live delivery latency and subscriber count, kept by the subscriber tasks.
+    pub stats: stats::DeliveryStats,
 }
 
 impl Sequencer {
@@ -66,6 +72,7 @@ impl Sequencer {
             store: Mutex::new(store),
             live,
             on_sequenced: Mutex::new(Vec::new()),
+            stats: stats::DeliveryStats::default(),
         }
     }
 
@@ -98,6 +105,7 @@ impl Sequencer {
                 let _ = self.live.send(Arc::new(Frame {
                     seq: *seq,
                     bytes: Bytes::from(bytes),
+                    at: std::time::Instant::now(),
                 }));
             }
             seqs
@@ -164,5 +172,6 @@ fn row_frame(row: SeqRow) -> Result<Arc<Frame>, StoreError> {
             row.seq,
             &row.sequenced_at,
         )),
+        at: std::time::Instant::now(),
     }))
 }

@@ -39,6 +39,7 @@
 
 mod basic;
 mod describe;
+mod metrics;
 mod routes;
 
 pub use routes::{MethodKind, XrpcRoutes};
@@ -167,6 +168,7 @@ pub fn router_with(state: AppState, extra: XrpcRoutes) -> Router {
         .route("/", get(basic::root))
         .route("/robots.txt", get(basic::robots_txt))
         .route("/xrpc/_health", get(basic::health))
+        .route("/metrics", get(metrics::metrics))
         .route("/.well-known/atproto-did", get(basic::atproto_did))
         .route(
             "/.well-known/oauth-protected-resource",

@@ -70,6 +70,7 @@ async fn stream(
     backfill: Duration,
 ) -> Result<(), StreamEnd> {
     let mut live = sequencer.subscribe();
+    let _counted = sequencer.stats.subscriber();
     let mut last = 0i64;
     if let Some(cursor) = cursor {
         let s = sequencer.clone();
@@ -116,6 +117,7 @@ async fn stream(
             }
         }
     }
+    let mut sent = Vec::new();
     loop {
         tokio::select! {
             received = live.recv() => match received {
@@ -127,6 +129,7 @@ async fn stream(
                         if frame.seq > last {
                             last = frame.seq;
                             socket.feed(Message::Binary(frame.bytes.clone())).await?;
+                            sent.push(frame.at);
                         }
                         match live.try_recv() {
                             Ok(f) => next = Some(f),
@@ -143,6 +146,11 @@ async fn stream(
                         }
                     }
                     socket.flush().await?;
+                    // Sequenced -> written to the socket, per frame (`/metrics`).
+                    let now = std::time::Instant::now();
+                    for at in sent.drain(..) {
+                        sequencer.stats.record(now.saturating_duration_since(at));
+                    }
                 }
                 Err(RecvError::Lagged(_)) => {
                     return close_with_error(
