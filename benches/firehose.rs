@@ -36,6 +36,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
+#[path = "../tests/common/serve_process.rs"]
+mod serve_process;
+
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -93,29 +96,11 @@ async fn start(dir: &Path) -> (String, u32, Vec<Proc>) {
         .spawn()
         .expect("berth plc");
     let port = free_port();
-    let key: [u8; 32] = rand::random();
-    let server = Command::new(bin)
-        .args(["serve", "--bind", "127.0.0.1"])
-        .env_clear()
-        .env("PDS_HOSTNAME", "localhost")
-        .env("PDS_PORT", port.to_string())
-        .env("PDS_DEV_MODE", "true")
-        .env("PDS_DATA_DIRECTORY", dir)
-        .env("PDS_BLOBSTORE_DISK_LOCATION", dir.join("blocks"))
-        .env("PDS_JWT_SECRET", "bench-secret")
-        .env("PDS_ADMIN_PASSWORD", "admin")
-        .env("PDS_INVITE_REQUIRED", "false")
-        .env("PDS_SERVICE_DID", format!("did:web:localhost%3A{port}"))
-        .env(
-            "PDS_PLC_ROTATION_KEY_K256_PRIVATE_KEY_HEX",
-            data_encoding::HEXLOWER.encode(&key),
-        )
-        .env("PDS_DID_PLC_URL", format!("http://localhost:{plc_port}"))
-        .env("PDS_MAX_SUBSCRIPTION_BUFFER", "500")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("berth serve");
+    let server =
+        serve_process::serve_command(bin, dir, port, &format!("http://localhost:{plc_port}"))
+            .env("PDS_MAX_SUBSCRIPTION_BUFFER", "500")
+            .spawn()
+            .expect("berth serve");
     let pid = server.id();
     let url = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();

@@ -137,27 +137,11 @@ fn killed_writers_never_leave_an_unverifiable_store() {
 // ---------------------------------------------------------------------------------------------
 // The server, killed under write load, with its default durability (WAL, synchronous=NORMAL).
 
-/// `berth serve` as a child process on `port` over `data`, with berth's own PLC at `plc_url`.
+#[path = "common/serve_process.rs"]
+mod serve_process;
+
 fn spawn_server(data: &std::path::Path, port: u16, plc_url: &str) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["serve", "--bind", "127.0.0.1"])
-        .env_clear()
-        .env("PDS_HOSTNAME", "localhost")
-        .env("PDS_PORT", port.to_string())
-        .env("PDS_DEV_MODE", "true")
-        .env("PDS_DATA_DIRECTORY", data)
-        .env("PDS_BLOBSTORE_DISK_LOCATION", data.join("blocks"))
-        .env("PDS_JWT_SECRET", "crash-test-secret")
-        .env("PDS_ADMIN_PASSWORD", "admin")
-        .env("PDS_INVITE_REQUIRED", "false")
-        .env("PDS_SERVICE_DID", format!("did:web:localhost%3A{port}"))
-        .env(
-            "PDS_PLC_ROTATION_KEY_K256_PRIVATE_KEY_HEX",
-            "9085d2bef69286a6cbb51623c8fa258629945cd55ca705cc4e66700396894e0c",
-        )
-        .env("PDS_DID_PLC_URL", plc_url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    serve_process::serve_command(env!("CARGO_BIN_EXE_berth"), data, port, plc_url)
         .spawn()
         .unwrap()
 }
