@@ -98,13 +98,18 @@ impl BlobStore for DiskBlobStore {
     async fn put_temp(&self, did: &Did, mut body: ByteStream<'_>) -> Result<String, BlobError> {
         let key = new_temp_key();
         let path = self.temp_path(did, &key)?;
-        create_parent(&path).await?;
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .await
-            .map_err(|e| io_err("create", &path, e))?;
+        // The account's temp directory usually exists: try the file first, so the common case
+        // is one trip to a blocking thread rather than two.
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        let file = match options.open(&path).await {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                create_parent(&path).await?;
+                options.open(&path).await
+            }
+            other => other,
+        }
+        .map_err(|e| io_err("create", &path, e))?;
         // Removes the file on every way out but success, including this future being dropped
         // (a client that disconnects mid-upload).
         let guard = RemoveOnDrop::new(&path);

@@ -102,26 +102,31 @@ impl Pds {
                 Ok(outcome)
             })
             .await;
-        let drop_temp = |key: String| async move {
-            if let Err(e) = self.blobs.delete_temp(did, &key).await {
-                tracing::warn!(%did, "dropping a redundant temporary upload: {e}");
-            }
+        // A redundant temporary file is removed in the background: the response need not wait
+        // for it, and garbage collection removes it if this fails.
+        let drop_temp = |key: String| {
+            let (blobs, did) = (self.blobs.clone(), did.clone());
+            tokio::spawn(async move {
+                if let Err(e) = blobs.delete_temp(&did, &key).await {
+                    tracing::warn!(%did, "dropping a redundant temporary upload: {e}");
+                }
+            });
         };
         match recorded {
             Err(e) => {
-                drop_temp(uploaded.temp_key.clone()).await;
+                drop_temp(uploaded.temp_key.clone());
                 return Err(e);
             }
             Ok(UploadRecorded::TakenDown) => {
-                drop_temp(uploaded.temp_key.clone()).await;
+                drop_temp(uploaded.temp_key.clone());
                 return Err(XrpcError::invalid_request(
                     "Blob has been takendown, cannot re-upload",
                 ));
             }
-            Ok(UploadRecorded::AlreadyPermanent) => drop_temp(uploaded.temp_key.clone()).await,
+            Ok(UploadRecorded::AlreadyPermanent) => drop_temp(uploaded.temp_key.clone()),
             Ok(UploadRecorded::Temporary {
                 replaced_key: Some(old),
-            }) => drop_temp(old).await,
+            }) => drop_temp(old),
             Ok(UploadRecorded::Temporary { replaced_key: None } | UploadRecorded::Referenced) => {}
         }
         Ok(UploadedBlobRef {
