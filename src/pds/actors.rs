@@ -33,8 +33,12 @@ pub struct Actors {
     dir: PathBuf,
     durability: Durability,
     open: Mutex<HashMap<String, Arc<Mutex<ActorState>>>>,
-    /// Idle record readers by account.
-    readers: Mutex<HashMap<String, Vec<RecordReader>>>,
+    /// Idle record readers by account, each with the [`Actors::closes`] count it was opened
+    /// under.
+    readers: Mutex<HashMap<String, Vec<(u64, RecordReader)>>>,
+    /// Bumped by every [`Actors::close`]: a reader opened before a close may hold the files of
+    /// a deleted (or since re-created) repo, so it is never reused after one.
+    closes: std::sync::atomic::AtomicU64,
 }
 
 /// One account's open store.
@@ -93,6 +97,7 @@ impl Actors {
             durability,
             open: Mutex::new(HashMap::new()),
             readers: Mutex::new(HashMap::new()),
+            closes: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -146,6 +151,8 @@ impl Actors {
             open.remove(did.as_str());
         }
         if let Ok(mut readers) = self.readers.lock() {
+            self.closes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             readers.remove(did.as_str());
         }
     }
@@ -176,13 +183,15 @@ impl Actors {
         did: &Did,
         f: impl FnOnce(&RecordReader) -> Result<R, StoreError>,
     ) -> Result<R, XrpcError> {
+        let epoch = self.closes.load(std::sync::atomic::Ordering::SeqCst);
         let idle = self
             .readers
             .lock()
             .ok()
-            .and_then(|mut readers| readers.get_mut(did.as_str()).and_then(Vec::pop));
-        let reader = match idle {
-            Some(reader) => reader,
+            .and_then(|mut readers| readers.get_mut(did.as_str()).and_then(Vec::pop))
+            .filter(|(opened, _)| *opened == epoch);
+        let (opened, reader) = match idle {
+            Some(idle) => idle,
             None => {
                 if !self.exists(did) {
                     return Err(XrpcError::bad_request(
@@ -190,19 +199,21 @@ impl Actors {
                         format!("Could not find repo for DID: {did}"),
                     ));
                 }
-                RecordReader::open(&actor::store_path(&self.dir, did.as_str()))
-                    .map_err(store_error)?
+                let path = actor::store_path(&self.dir, did.as_str());
+                (epoch, RecordReader::open(&path).map_err(store_error)?)
             }
         };
         let out = f(&reader).map_err(store_error);
-        if let Ok(mut readers) = self.readers.lock() {
+        if let Ok(mut readers) = self.readers.lock()
+            && opened == self.closes.load(std::sync::atomic::Ordering::SeqCst)
+        {
             if readers.len() >= MAX_OPEN && !readers.contains_key(did.as_str()) {
                 // Readers are cheap to reopen: start over rather than track use.
                 readers.clear();
             }
             let idle = readers.entry(did.as_str().to_string()).or_default();
             if idle.len() < READERS_PER_ACTOR {
-                idle.push(reader);
+                idle.push((opened, reader));
             }
         }
         out
@@ -226,4 +237,61 @@ impl Actors {
 
 pub fn store_error(e: StoreError) -> XrpcError {
     XrpcError::internal(format!("actor store: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{Curve, Keypair};
+    use crate::repo::RecordWrite;
+
+    /// A repo for `did` under `dir` holding one post with `text`.
+    fn repo_with_post(dir: &std::path::Path, did: &Did, text: &str) {
+        let path = actor::store_path(dir, did.as_str());
+        let mut store = ActorStore::open(&path, did.as_str(), Durability::Off).unwrap();
+        let key = Keypair::generate(Curve::K256);
+        let (repo, genesis) = Repo::create(did.clone(), &key).unwrap();
+        store.apply_commit(&genesis).unwrap();
+        let record = crate::data::json::from_json(
+            &serde_json::json!({"$type": "app.bsky.feed.post", "text": text}),
+        )
+        .unwrap();
+        let write = RecordWrite::Create {
+            collection: "app.bsky.feed.post".try_into().unwrap(),
+            rkey: "post".try_into().unwrap(),
+            record,
+        };
+        let (_, data) = repo.format_commit(&store, &[write], &key).unwrap();
+        store.apply_commit(&data).unwrap();
+        store.flush().unwrap();
+    }
+
+    fn read_text(actors: &Actors, did: &Did) -> String {
+        let (_, bytes) = actors
+            .read(did, |r| r.get_record("app.bsky.feed.post", "post"))
+            .unwrap()
+            .expect("the post");
+        let value = crate::data::json::to_json(&crate::data::cbor::decode(&bytes).unwrap());
+        value["text"].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn a_repo_deleted_and_created_again_is_read_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let did: Did = "did:plc:ewvi7nxzyoun6zhxrhs64oiz".parse().unwrap();
+        let actors = Actors::new(dir.path().to_path_buf(), Durability::Off);
+        repo_with_post(dir.path(), &did, "first life");
+        assert_eq!(read_text(&actors, &did), "first life");
+        assert_eq!(
+            read_text(&actors, &did),
+            "first life",
+            "from the pooled reader"
+        );
+
+        // Account deletion: close, remove the files; then the same DID arrives again.
+        actors.close(&did);
+        std::fs::remove_dir_all(actor::actor_dir(dir.path(), did.as_str())).unwrap();
+        repo_with_post(dir.path(), &did, "second life");
+        assert_eq!(read_text(&actors, &did), "second life");
+    }
 }
