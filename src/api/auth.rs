@@ -1,7 +1,9 @@
 //! Extractors that authenticate a request: `AccessAuth` (a session access token) and
 //! `RefreshAuth` (a refresh token). Failures are the reference's XRPC errors.
 
-use crate::auth::{AccessClaims, AuthError, Credentials, RefreshClaims, parse_authorization};
+use crate::auth::{
+    AccessClaims, AuthError, Credentials, RefreshClaims, parse_authorization, verify_admin,
+};
 use crate::server::AppState;
 use crate::syntax::Did;
 use crate::xrpc::XrpcError;
@@ -118,4 +120,18 @@ impl FromRequestParts<AppState> for RefreshAuth {
             claims,
         })
     }
+}
+
+/// Admin Basic auth (`admin:<PDS_ADMIN_PASSWORD>`). Missing, malformed or wrong credentials
+/// are all the reference's bare 401 `AuthenticationRequired`.
+pub fn require_admin(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), XrpcError> {
+    let refused = || XrpcError::authentication_required("Authentication Required");
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|v| v.to_str().map_err(|_| refused()))
+        .transpose()?;
+    let credentials = parse_authorization(header)
+        .map_err(|_| refused())?
+        .ok_or_else(refused)?;
+    verify_admin(&credentials, state.config.secrets.admin_password.expose()).map_err(|_| refused())
 }

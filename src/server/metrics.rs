@@ -8,21 +8,12 @@ use axum::response::{IntoResponse, Response};
 use std::fmt::Write;
 
 use super::AppState;
-use crate::auth::{parse_authorization, verify_admin};
+use crate::api::auth::require_admin;
 use crate::sequencer::stats::BUCKET_BOUNDS_US;
-use crate::xrpc::XrpcError;
 
 pub(super) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let refused = || XrpcError::authentication_required("Authentication Required");
-    let credentials = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_authorization(Some(v)).ok().flatten());
-    let Some(credentials) = credentials else {
-        return refused().into_response();
-    };
-    if verify_admin(&credentials, state.config.secrets.admin_password.expose()).is_err() {
-        return refused().into_response();
+    if let Err(e) = require_admin(&state, &headers) {
+        return e.into_response();
     }
     let Some(pds) = state.pds.as_ref() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "no PDS").into_response();

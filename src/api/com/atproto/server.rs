@@ -1,8 +1,7 @@
 //! `com.atproto.server.*`: accounts and sessions.
 
 use crate::account::ADMIN_INVITE_ACCOUNT;
-use crate::api::auth::{AccessAuth, RefreshAuth};
-use crate::auth::{parse_authorization, verify_admin};
+use crate::api::auth::{AccessAuth, RefreshAuth, require_admin};
 use crate::pds::{Session, SignUp};
 use crate::server::AppState;
 use crate::server::XrpcRoutes;
@@ -241,20 +240,6 @@ fn session_json(session: &Session, with_email: bool) -> Value {
 }
 
 // ----- scopes and admin auth ----------------------------------------------------------------
-
-/// Admin Basic auth (`admin:<PDS_ADMIN_PASSWORD>`). Missing, malformed or wrong credentials
-/// are all the reference's bare 401 `AuthenticationRequired`.
-fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), XrpcError> {
-    let refused = || XrpcError::authentication_required("Authentication Required");
-    let header = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .map(|v| v.to_str().map_err(|_| refused()))
-        .transpose()?;
-    let credentials = parse_authorization(header)
-        .map_err(|_| refused())?
-        .ok_or_else(refused)?;
-    verify_admin(&credentials, state.config.secrets.admin_password.expose()).map_err(|_| refused())
-}
 
 /// Datetimes as the reference writes them (`toISOString()`: milliseconds, `Z`).
 fn iso(t: &DateTime<Utc>) -> String {
