@@ -725,6 +725,13 @@ async fn taken_down_blobs_and_unavailable_repos() {
     let (s, v) = c.upload(&bytes, "image/png").await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(v["error"], "InvalidRequest");
+    // The refused upload's temporary file is removed after the response, in the background.
+    for _ in 0..100 {
+        if files_under(&c.temp_dir()).is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert!(
         files_under(&c.temp_dir()).is_empty(),
         "the refused upload left nothing"

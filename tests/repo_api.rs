@@ -591,6 +591,87 @@ async fn concurrent_writers_on_one_repo_lose_nothing() {
     assert_eq!(won, 1);
 }
 
+/// getRecord serves popular records from memory; a write must never leave a stale copy
+/// behind. One writer updates a record 40 times while four readers hammer it (filling the
+/// cache and racing each write); after every acknowledged write, a read sees that write.
+/// Multi-threaded, so small writes take the inline path (`Actors::run_quick`) too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_racing_writes_never_see_an_acknowledged_write_undone() {
+    let c = std::sync::Arc::new(Client::new().await);
+    let put = |i: usize| {
+        let c = c.clone();
+        async move {
+            let (s, v) = c
+                .post(
+                    "com.atproto.repo.putRecord",
+                    json!({"repo": c.did, "collection": "app.bsky.feed.post", "rkey": "3jzfcijpj2z2a",
+                           "record": post(&format!("version {i}"))}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            v["cid"].as_str().unwrap().to_string()
+        }
+    };
+    let read = |c: std::sync::Arc<Client>| async move {
+        let q = [
+            ("repo", c.did.as_str()),
+            ("collection", "app.bsky.feed.post"),
+            ("rkey", "3jzfcijpj2z2a"),
+        ];
+        let (s, v) = c.get("com.atproto.repo.getRecord", &q).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v
+    };
+    put(0).await;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let (c, done) = (c.clone(), done.clone());
+        readers.push(tokio::spawn(async move {
+            let mut reads = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                read(c.clone()).await;
+                reads += 1;
+            }
+            reads
+        }));
+    }
+    for i in 1..=40 {
+        let cid = put(i).await;
+        let v = read(c.clone()).await;
+        assert_eq!(
+            v["value"]["text"],
+            format!("version {i}"),
+            "read after write {i}"
+        );
+        assert_eq!(v["cid"], cid);
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut reads = 0;
+    for r in readers {
+        reads += r.await.unwrap();
+    }
+    assert!(reads > 0);
+    // A deleted record is gone at once, cached or not.
+    let (s, v) = c
+        .post(
+            "com.atproto.repo.deleteRecord",
+            json!({"repo": c.did, "collection": "app.bsky.feed.post", "rkey": "3jzfcijpj2z2a"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let q = [
+        ("repo", c.did.as_str()),
+        ("collection", "app.bsky.feed.post"),
+        ("rkey", "3jzfcijpj2z2a"),
+    ];
+    let (s, v) = c.get("com.atproto.repo.getRecord", &q).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("RecordNotFound"))
+    );
+}
+
 /// A CAR of `n` posts for `did`, signed with `key`, built with berth's repo engine in memory.
 fn build_car(did: &str, key: &berth::crypto::Keypair, n: usize) -> Vec<u8> {
     use berth::repo::{RecordWrite, Repo};

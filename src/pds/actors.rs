@@ -11,6 +11,7 @@
 //!   Record reads ([`Actors::read`]) skip the store: they run inline on read-only connections
 //!   of their own, which see every committed record (see `store::actor::RecordReader`).
 
+use super::record_cache::RecordCache;
 use crate::crypto::Keypair;
 use crate::repo::Repo;
 use crate::store::StoreError;
@@ -39,6 +40,8 @@ pub struct Actors {
     /// Bumped by every [`Actors::close`]: a reader opened before a close may hold the files of
     /// a deleted (or since re-created) repo, so it is never reused after one.
     closes: std::sync::atomic::AtomicU64,
+    /// `getRecord` responses, invalidated by every [`Actors::run`] and [`Actors::close`].
+    pub records: RecordCache,
 }
 
 /// One account's open store.
@@ -98,6 +101,7 @@ impl Actors {
             open: Mutex::new(HashMap::new()),
             readers: Mutex::new(HashMap::new()),
             closes: std::sync::atomic::AtomicU64::new(0),
+            records: RecordCache::default(),
         }
     }
 
@@ -150,6 +154,7 @@ impl Actors {
         if let Ok(mut open) = self.open.lock() {
             open.remove(did.as_str());
         }
+        self.records.invalidate(did.as_str());
         if let Ok(mut readers) = self.readers.lock() {
             self.closes
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -169,10 +174,40 @@ impl Actors {
             let mut guard = state
                 .lock()
                 .map_err(|_| XrpcError::internal("actor store lock poisoned"))?;
-            f(&mut guard)
+            let out = f(&mut guard);
+            // Under the lock, so no later write's invalidation can come before this one.
+            actors.records.invalidate(did.as_str());
+            out
         })
         .await
         .map_err(|e| XrpcError::internal(format!("actor task failed: {e}")))?
+    }
+
+    /// As [`Actors::run`], for work of well under a millisecond (a few record writes): when
+    /// the account's store is open and its lock free, `f` runs right here on the async worker.
+    /// The hand-off to a blocking thread and back costs about as much as such a write (the
+    /// threads' wake-ups), and a free lock means no waiting. Otherwise, as `run`.
+    ///
+    /// `f` may block briefly; anything that must wait on async work uses [`block_on`].
+    pub async fn run_quick<R: Send + 'static>(
+        self: &Arc<Self>,
+        did: &Did,
+        f: impl FnOnce(&mut ActorState) -> Result<R, XrpcError> + Send + 'static,
+    ) -> Result<R, XrpcError> {
+        let on_worker = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let open = match self.open.lock() {
+            Ok(open) if on_worker => open.get(did.as_str()).cloned(),
+            _ => None,
+        };
+        if let Some(state) = open
+            && let Ok(mut guard) = state.try_lock()
+        {
+            let out = f(&mut guard);
+            self.records.invalidate(did.as_str());
+            return out;
+        }
+        self.run(did, f).await
     }
 
     /// Runs the record read `f` right here, on one of the account's read-only connections: a
@@ -233,6 +268,13 @@ impl Actors {
             }
         }
     }
+}
+
+/// Waits for `fut` from synchronous code under an account's lock, on a blocking thread or,
+/// inside [`Actors::run_quick`], on an async worker (which first hands its other tasks to
+/// another thread, as `tokio::task::block_in_place` does).
+pub fn block_on<F: std::future::Future>(rt: &tokio::runtime::Handle, fut: F) -> F::Output {
+    tokio::task::block_in_place(|| rt.block_on(fut))
 }
 
 pub fn store_error(e: StoreError) -> XrpcError {

@@ -5,6 +5,7 @@
 //! account row exists only once its repo and (for new DIDs) its PLC genesis are in place, and a
 //! failed sign-up removes what it created.
 
+mod account_cache;
 pub mod actors;
 mod app_passwords;
 pub mod blob_gc;
@@ -17,6 +18,7 @@ mod lifecycle;
 mod migration;
 mod preferences;
 pub mod rate_limits;
+mod record_cache;
 pub mod repo;
 pub mod service_auth;
 mod signing_keys;
@@ -35,7 +37,7 @@ use crate::store::account::{
 };
 use crate::store::actor::{self, ActorStore};
 use crate::store::sqlite::Durability;
-use crate::syntax::{Did, Handle};
+use crate::syntax::{AtIdentifier, Did, Handle};
 use crate::xrpc::XrpcError;
 use chrono::Utc;
 use std::path::PathBuf;
@@ -47,6 +49,8 @@ pub struct Pds {
     accounts: Arc<Mutex<AccountStore>>,
     /// Read-only handles for the account lookups on every request.
     account_readers: AccountReaders,
+    /// Accounts looked up by those reads, until the next account-database write.
+    account_cache: Arc<account_cache::AccountCache>,
     pub tokens: TokenIssuer,
     pub plc: PlcClient,
     /// Resolves handles on other domains (DNS TXT, then HTTPS), with the SSRF guard on
@@ -152,6 +156,9 @@ impl Pds {
             handles,
             actors_dir: config.db.actor_store_directory.clone(),
             accounts: Arc::new(Mutex::new(accounts)),
+            account_cache: Arc::new(account_cache::AccountCache::new(
+                config.db.account_db.clone(),
+            )),
             account_readers: AccountReaders {
                 path: config.db.account_db.clone(),
                 idle: Mutex::new(Vec::new()),
@@ -170,6 +177,22 @@ impl Pds {
         f: impl FnOnce(&AccountStore) -> Result<R, AccountError>,
     ) -> Result<R, XrpcError> {
         self.account_readers.with(f)
+    }
+
+    /// The account `ident` names (any status), from the cache or a read-only handle.
+    pub fn lookup_account(&self, ident: &AtIdentifier) -> Result<Option<Account>, XrpcError> {
+        let version = match self.account_cache.get(ident) {
+            account_cache::Lookup::Hit(account) => return Ok(Some(account)),
+            account_cache::Lookup::Miss(version) => version,
+        };
+        let account = self.read_accounts(|s| match ident {
+            AtIdentifier::Did(did) => s.get_account(did),
+            AtIdentifier::Handle(h) => s.get_account_by_handle(h),
+        })?;
+        if let Some(account) = &account {
+            self.account_cache.insert(version, account);
+        }
+        Ok(account)
     }
 
     /// Runs `f` on the account database on a blocking thread.
@@ -603,7 +626,7 @@ impl Pds {
 
     /// The account behind a verified token.
     pub async fn account(&self, did: &Did) -> Result<Account, XrpcError> {
-        self.read_accounts(|s| s.get_account(did))?
+        self.lookup_account(&AtIdentifier::Did(did.clone()))?
             .ok_or_else(|| XrpcError::bad_request("AccountNotFound", "Account not found"))
     }
 

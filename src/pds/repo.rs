@@ -25,6 +25,10 @@ use serde_json::{Value, json};
 /// The reference's cap on operations per commit.
 pub const MAX_WRITES: usize = 200;
 
+/// Writes of at most this many ops run inline when the account is free
+/// ([`super::actors::Actors::run_quick`]).
+const QUICK_WRITE_OPS: usize = 10;
+
 /// One requested write, as the XRPC methods describe it.
 #[derive(Debug, Clone)]
 pub enum WriteOp {
@@ -181,25 +185,29 @@ impl Pds {
             .map(|op| self.prepare(op, mode))
             .collect::<Result<Vec<_>, _>>()?;
         let did = account.did.clone();
+        let quick = prepared.len() <= QUICK_WRITE_OPS;
         let actors = self.actors.clone();
         let blobs = self.blobs.clone();
         let sequencer = self.sequencer.clone();
         let accounts = self.accounts.clone();
         let rt = tokio::runtime::Handle::current();
         let dedupe = opts.dedupe_backlinks && opts.validate != Some(false);
-        let outcome = self
-            .actors
-            .run(&did, move |st| {
-                let ctx = WriteContext {
-                    actors_dir: actors.dir(),
-                    rt: &rt,
-                    blobs: &*blobs,
-                    sequencer: &sequencer,
-                    accounts: &accounts,
-                };
-                apply(st, &ctx, prepared, &opts, dedupe)
-            })
-            .await?;
+        let write = move |st: &mut ActorState| {
+            let ctx = WriteContext {
+                actors_dir: actors.dir(),
+                rt: &rt,
+                blobs: &*blobs,
+                sequencer: &sequencer,
+                accounts: &accounts,
+            };
+            apply(st, &ctx, prepared, &opts, dedupe)
+        };
+        // A few ops take a fraction of a millisecond: not worth a trip to a blocking thread.
+        let outcome = if quick {
+            self.actors.run_quick(&did, write).await?
+        } else {
+            self.actors.run(&did, write).await?
+        };
         Ok(outcome)
     }
 
@@ -237,10 +245,7 @@ impl Pds {
     pub async fn find_account(&self, repo: &str) -> Result<Option<Account>, XrpcError> {
         let ident = AtIdentifier::try_from(repo)
             .map_err(|e| XrpcError::invalid_request(format!("Invalid repo {repo:?}: {e}")))?;
-        self.read_accounts(|s| match &ident {
-            AtIdentifier::Did(did) => s.get_account(did),
-            AtIdentifier::Handle(h) => s.get_account_by_handle(h),
-        })
+        self.lookup_account(&ident)
     }
 
     /// The active account `repo` names, for reads (`RepoNotFound` style errors otherwise).
@@ -319,14 +324,15 @@ impl Pds {
         })
     }
 
-    /// `getRecord`: the record's URI, CID and value, from an active local repo.
+    /// `getRecord`: the JSON response body (`{uri, cid, value}`) for a record of an active
+    /// local repo. Popular records come from [`super::record_cache`].
     pub async fn get_record(
         &self,
         repo: &str,
         collection: &str,
         rkey: &str,
         cid: Option<&str>,
-    ) -> Result<Value, XrpcError> {
+    ) -> Result<bytes::Bytes, XrpcError> {
         let not_found = |uri: &str| {
             XrpcError::bad_request("RecordNotFound", format!("Could not locate record: {uri}"))
         };
@@ -334,22 +340,41 @@ impl Pds {
             .readable_account(repo)
             .await
             .map_err(|_| not_found(&format!("at://{repo}/{collection}/{rkey}")))?;
-        let uri = format!("at://{}/{collection}/{rkey}", account.did);
-        let (c, r) = (collection.to_string(), rkey.to_string());
-        let found = self
-            .actors
-            .read(&account.did, |reader| reader.get_record(&c, &r))?;
-        let Some((record_cid, bytes)) = found else {
-            return Err(not_found(&uri));
+        let did = account.did.as_str();
+        let uri = || format!("at://{did}/{collection}/{rkey}");
+        let cache = &self.actors.records;
+        let record = match cache.get(did, collection, rkey) {
+            Some(hit) => hit,
+            None => {
+                let ticket = cache.ticket();
+                let found = self
+                    .actors
+                    .read(&account.did, |reader| reader.get_record(collection, rkey))?;
+                let Some((record_cid, bytes)) = found else {
+                    return Err(not_found(&uri()));
+                };
+                let value = crate::data::cbor::decode(&bytes)
+                    .map_err(|e| XrpcError::internal(format!("stored record {}: {e}", uri())))?;
+                let body = serde_json::to_vec(&json!({
+                    "uri": uri(),
+                    "cid": record_cid.to_string(),
+                    "value": json::to_json(&value),
+                }))
+                .map_err(|e| XrpcError::internal(format!("encoding record {}: {e}", uri())))?;
+                let record = super::record_cache::CachedRecord {
+                    cid: record_cid,
+                    body: body.into(),
+                };
+                cache.insert(ticket, did, collection, rkey, record.clone());
+                record
+            }
         };
         if let Some(want) = cid
-            && want != record_cid.to_string()
+            && want != record.cid.to_string()
         {
-            return Err(not_found(&uri));
+            return Err(not_found(&uri()));
         }
-        let value = crate::data::cbor::decode(&bytes)
-            .map_err(|e| XrpcError::internal(format!("stored record {uri}: {e}")))?;
-        Ok(json!({"uri": uri, "cid": record_cid.to_string(), "value": json::to_json(&value)}))
+        Ok(record.body)
     }
 
     /// `listRecords`: newest rkey first unless `reverse`.
@@ -363,28 +388,9 @@ impl Pds {
     ) -> Result<Value, XrpcError> {
         let account = self.readable_account(repo).await?;
         let did = account.did.clone();
-        let c = collection.to_string();
-        let rows = self
-            .actors
-            .run(&did, move |st| {
-                let rows = st
-                    .store
-                    .list_records(&c, limit, cursor.as_deref(), !reverse)
-                    .map_err(store_error)?;
-                let mut out = Vec::with_capacity(rows.len());
-                for row in rows {
-                    let bytes =
-                        st.store
-                            .block(&row.cid)
-                            .map_err(store_error)?
-                            .ok_or_else(|| {
-                                XrpcError::internal(format!("record block {} is missing", row.cid))
-                            })?;
-                    out.push((row, bytes));
-                }
-                Ok(out)
-            })
-            .await?;
+        let rows = self.actors.read(&did, |reader| {
+            reader.list_records_with_blocks(collection, limit, cursor.as_deref(), !reverse)
+        })?;
         let cursor = rows.last().map(|(r, _)| r.rkey.clone());
         let records: Vec<Value> = rows
             .into_iter()
@@ -712,7 +718,7 @@ fn apply(
     // Still under the account's lock, so a re-upload of the same blob (which takes the lock to
     // record its row) can't land between the row's deletion and this delete of its bytes.
     if !unreferenced.is_empty()
-        && let Err(e) = rt.block_on(blobs.delete_many(&did, &unreferenced))
+        && let Err(e) = super::actors::block_on(rt, blobs.delete_many(&did, &unreferenced))
     {
         // The commit stands; leftover bytes without a row are garbage collected.
         tracing::warn!(%did, "deleting unreferenced blobs: {e}");
@@ -740,7 +746,7 @@ fn make_blobs_permanent(
                 continue;
             };
             if let Some(temp_key) = row.temp_key {
-                rt.block_on(blobs.make_permanent(&st.did, &temp_key, &blob.cid))
+                super::actors::block_on(rt, blobs.make_permanent(&st.did, &temp_key, &blob.cid))
                     .map_err(|e| XrpcError::internal(format!("making blob permanent: {e}")))?;
             }
         }

@@ -475,13 +475,42 @@ impl RecordReader {
         })
     }
 
-    /// The record's CID and bytes, as [`ActorStore::get_record`].
+    /// The record's CID and bytes, as [`ActorStore::get_record`]. One read transaction, so a
+    /// concurrent delete can't remove the block between the row and its bytes.
     pub fn get_record(
         &self,
         collection: &str,
         rkey: &str,
     ) -> Result<Option<(Cid, Vec<u8>)>, StoreError> {
-        get_record_on(&self.conn, collection, rkey)
+        let snapshot = self.conn.unchecked_transaction()?;
+        get_record_on(&snapshot, collection, rkey)
+    }
+
+    /// A page of a collection with each record's bytes, from one read transaction.
+    pub fn list_records_with_blocks(
+        &self,
+        collection: &str,
+        limit: usize,
+        cursor: Option<&str>,
+        reverse: bool,
+    ) -> Result<Vec<(StoredRecord, Vec<u8>)>, StoreError> {
+        let snapshot = self.conn.unchecked_transaction()?;
+        let rows = list_records_on(&snapshot, collection, limit, cursor, reverse)?;
+        let mut block = snapshot.prepare_cached("SELECT content FROM repo_block WHERE cid = ?1")?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let bytes: Vec<u8> = block
+                .query_row([row.cid.to_bytes()], |r| r.get(0))
+                .optional()?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "record {}/{} points at block {}, which is missing",
+                        row.collection, row.rkey, row.cid
+                    ))
+                })?;
+            out.push((row, bytes));
+        }
+        Ok(out)
     }
 
     /// A page of a collection, as [`ActorStore::list_records`].

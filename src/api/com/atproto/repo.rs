@@ -8,6 +8,8 @@ use crate::server::XrpcRoutes;
 use crate::xrpc::{RECORD_BODY_LIMIT, XrpcError, XrpcJson, XrpcQuery};
 use axum::Json;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -287,12 +289,12 @@ struct GetRecordParams {
 async fn get_record(
     State(state): State<AppState>,
     XrpcQuery(q): XrpcQuery<GetRecordParams>,
-) -> Result<Json<Value>, XrpcError> {
-    let out = state
+) -> Result<impl IntoResponse, XrpcError> {
+    let body = state
         .pds()?
         .get_record(&q.repo, &q.collection, &q.rkey, q.cid.as_deref())
         .await?;
-    Ok(Json(out))
+    Ok(([(header::CONTENT_TYPE, "application/json")], body))
 }
 
 #[derive(Deserialize)]
