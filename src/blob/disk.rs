@@ -21,7 +21,7 @@ use crate::data::Cid;
 use crate::syntax::Did;
 
 /// Bytes gathered before each write of an upload to its temporary file.
-const TEMP_WRITE_BUFFER: usize = 256 * 1024;
+const TEMP_WRITE_BUFFER: usize = 512 * 1024;
 
 /// Read buffer for streaming a blob out of its file.
 const READ_CHUNK: usize = 64 * 1024;
@@ -93,6 +93,16 @@ impl DiskBlobStore {
     }
 }
 
+/// The file back from a batch written by `put_temp`, or the batch's error.
+async fn join_write(
+    task: tokio::task::JoinHandle<io::Result<std::fs::File>>,
+    path: &Path,
+) -> Result<std::fs::File, BlobError> {
+    task.await
+        .map_err(|e| io_err("write", path, io::Error::other(e)))?
+        .map_err(|e| io_err("write", path, e))
+}
+
 #[async_trait]
 impl BlobStore for DiskBlobStore {
     async fn put_temp(&self, did: &Did, mut body: ByteStream<'_>) -> Result<String, BlobError> {
@@ -113,22 +123,51 @@ impl BlobStore for DiskBlobStore {
         // Removes the file on every way out but success, including this future being dropped
         // (a client that disconnects mid-upload).
         let guard = RemoveOnDrop::new(&path);
-        // Body chunks are small (a few KiB); each tokio file write is a trip to a blocking
-        // thread, so they are gathered into large writes. No fsync here: a temporary blob
-        // is synced when it becomes permanent (`make_permanent`), as only then does a record
-        // depend on it.
-        let mut file = tokio::io::BufWriter::with_capacity(TEMP_WRITE_BUFFER, file);
-        let written = async {
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(BlobError::Body)?;
-                file.write_all(&chunk)
-                    .await
-                    .map_err(|e| io_err("write", &path, e))?;
+        // Body chunks (a few KiB, owned `Bytes` from the socket) are gathered, without
+        // copying, into batches of TEMP_WRITE_BUFFER and written on a blocking thread while
+        // the next batch arrives and is hashed: one hand-off per batch rather than per chunk,
+        // and no copy in user space. No fsync here: a temporary blob is synced when it
+        // becomes permanent (`make_permanent`), as only then does a record depend on it.
+        let mut file = Some(file.into_std().await);
+        let mut writing: Option<tokio::task::JoinHandle<io::Result<std::fs::File>>> = None;
+        let mut batch: Vec<Bytes> = Vec::new();
+        let mut batched = 0;
+        let written: Result<(), BlobError> = async {
+            loop {
+                let chunk = body.next().await;
+                let end = chunk.is_none();
+                if let Some(chunk) = chunk {
+                    let chunk = chunk.map_err(BlobError::Body)?;
+                    batched += chunk.len();
+                    batch.push(chunk);
+                }
+                if batched < TEMP_WRITE_BUFFER && !end {
+                    continue;
+                }
+                // One batch in flight at a time: wait for the previous one to get the file.
+                if let Some(previous) = writing.take() {
+                    file = Some(join_write(previous, &path).await?);
+                }
+                let Some(mut f) = file.take() else {
+                    return Err(io_err("write", &path, io::Error::other("file lost")));
+                };
+                let out = std::mem::take(&mut batch);
+                batched = 0;
+                writing = Some(tokio::task::spawn_blocking(move || {
+                    for chunk in &out {
+                        io::Write::write_all(&mut f, chunk)?;
+                    }
+                    Ok(f)
+                }));
+                if end {
+                    if let Some(last) = writing.take() {
+                        join_write(last, &path).await?;
+                    }
+                    return Ok(());
+                }
             }
-            file.flush().await.map_err(|e| io_err("write", &path, e))
         }
         .await;
-        drop(file);
         written?;
         guard.keep();
         Ok(key)
