@@ -689,6 +689,8 @@ async fn taken_down_blobs_and_unavailable_repos() {
             [&c.did],
         )
         .unwrap();
+    // An edit from outside the server is seen within the account cache's check interval.
+    tokio::time::sleep(berth::pds::ACCOUNT_CACHE_EXTERNAL_CHECK * 2).await;
     let res = c.get_blob(&cid).await;
     assert_eq!(
         res.json::<Value>().await.unwrap()["error"],
@@ -712,6 +714,7 @@ async fn taken_down_blobs_and_unavailable_repos() {
             [&c.did],
         )
         .unwrap();
+    tokio::time::sleep(berth::pds::ACCOUNT_CACHE_EXTERNAL_CHECK * 2).await;
 
     // A taken-down blob is not served and cannot be uploaded again.
     c.actor_db()

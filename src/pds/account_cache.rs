@@ -1,13 +1,15 @@
 //! Account rows kept in memory for the lookups that run on every request (`getRecord`,
 //! `createRecord`, `describeRepo`, token checks).
 //!
-//! Invariant: a cached row is served only while `account.sqlite` is unchanged since it was
-//! read. Each lookup reads `PRAGMA data_version` on a read-only connection of the cache's
-//! own, which changes whenever any other connection (this process's writer, another process,
-//! an operator's `sqlite3`) commits; a change drops every entry. A row is kept only if the
-//! version read before its query is still the cache's, and a commit that raced the query is
-//! caught by the next lookup's check. The check is one statement on an idle connection, a few
-//! times cheaper than the account query with its join.
+//! Invariants:
+//! - A write this process makes through [`super::Pds::accounts`] is seen by the next lookup
+//!   after it: the closure's end bumps the cache's generation, which drops every entry.
+//! - A commit from anywhere else (another process, an operator's `sqlite3`) is seen within
+//!   [`EXTERNAL_CHECK`]: lookups read `PRAGMA data_version` on a connection of the cache's own
+//!   at most that often, and a change drops every entry. (Reading it on every lookup cost as
+//!   much as the account query it saves.) The repo-root mirror that commits write beside
+//!   each commit changes no `Account` field, so it only costs a re-read per interval.
+//! - A row is kept only if neither the generation nor the version moved while it was read.
 
 use crate::store::account::Account;
 use crate::store::sqlite;
@@ -16,57 +18,105 @@ use rusqlite::Connection;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// Entries kept before the cache starts over (an `Account` is a few hundred bytes).
 const MAX_ENTRIES: usize = 16_384;
 
+/// How stale a row may be after another process changes `account.sqlite`.
+pub const EXTERNAL_CHECK: Duration = Duration::from_millis(50);
+
 pub struct AccountCache {
     path: PathBuf,
+    external_check: Duration,
+    /// Bumped by every write of this process ([`AccountCache::invalidate`]).
+    generation: AtomicU64,
     inner: Mutex<Inner>,
 }
 
 struct Inner {
     /// Opened on first use (the database may not exist yet when the cache is made).
     conn: Option<Connection>,
-    /// The `data_version` the entries were read under.
-    version: Option<i64>,
+    checked_at: Option<Instant>,
+    /// The `data_version` and generation the entries were read under.
+    tag: Tag,
     by_did: HashMap<String, Account>,
     /// Normalized handle → DID.
     by_handle: HashMap<String, String>,
 }
 
+/// What the database looked like when a row was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tag {
+    version: Option<i64>,
+    generation: u64,
+}
+
 /// What [`AccountCache::get`] found.
 pub enum Lookup {
     Hit(Account),
-    /// Not cached: query the database, then [`AccountCache::insert`] with this version (`None`
-    /// when the version could not be read, and the row is not to be kept).
-    Miss(Option<i64>),
+    /// Not cached: query the database, then [`AccountCache::insert`] with this tag.
+    Miss(Tag),
 }
 
 impl AccountCache {
     pub fn new(path: PathBuf) -> Self {
+        Self::with_external_check(path, EXTERNAL_CHECK)
+    }
+
+    pub fn with_external_check(path: PathBuf, external_check: Duration) -> Self {
         AccountCache {
             path,
+            external_check,
+            generation: AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 conn: None,
-                version: None,
+                checked_at: None,
+                tag: Tag {
+                    version: None,
+                    generation: 0,
+                },
                 by_did: HashMap::new(),
                 by_handle: HashMap::new(),
             }),
         }
     }
 
-    /// The cached account `ident` names, if the database is unchanged since it was read.
+    /// Drops every entry: this process finished a write to `account.sqlite`.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The cached account `ident` names, if still current.
     pub fn get(&self, ident: &AtIdentifier) -> Lookup {
+        let generation = self.generation.load(Ordering::Acquire);
         let Ok(mut inner) = self.inner.lock() else {
-            return Lookup::Miss(None);
+            // Never kept: a poisoned cache serves nothing.
+            return Lookup::Miss(Tag {
+                version: None,
+                generation: u64::MAX,
+            });
         };
-        let version = inner.data_version(&self.path);
-        if version.is_none() || version != inner.version {
+        let due = inner
+            .checked_at
+            .is_none_or(|at| at.elapsed() >= self.external_check);
+        let version = if due {
+            let version = inner.data_version(&self.path);
+            inner.checked_at = Some(Instant::now());
+            version
+        } else {
+            inner.tag.version
+        };
+        let tag = Tag {
+            version,
+            generation,
+        };
+        if version.is_none() || tag != inner.tag {
             inner.by_did.clear();
             inner.by_handle.clear();
-            inner.version = version;
-            return Lookup::Miss(version);
+            inner.tag = tag;
+            return Lookup::Miss(tag);
         }
         let found = match ident {
             AtIdentifier::Did(did) => inner.by_did.get(did.as_str()),
@@ -77,16 +127,17 @@ impl AccountCache {
         };
         match found {
             Some(account) => Lookup::Hit(account.clone()),
-            None => Lookup::Miss(version),
+            None => Lookup::Miss(tag),
         }
     }
 
-    /// Keeps `account`, queried after a [`Lookup::Miss`] gave `version`.
-    pub fn insert(&self, version: Option<i64>, account: &Account) {
+    /// Keeps `account`, queried after a [`Lookup::Miss`] gave `tag`.
+    pub fn insert(&self, tag: Tag, account: &Account) {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        if version.is_none() || inner.version != version {
+        let current = self.generation.load(Ordering::Acquire);
+        if tag.version.is_none() || inner.tag != tag || current != tag.generation {
             return;
         }
         if inner.by_did.len() >= MAX_ENTRIES {
@@ -150,9 +201,9 @@ mod tests {
         AtIdentifier::try_from(s).unwrap()
     }
 
-    fn miss_version(lookup: Lookup) -> Option<i64> {
+    fn miss_tag(lookup: Lookup) -> Tag {
         match lookup {
-            Lookup::Miss(v) => v,
+            Lookup::Miss(tag) => tag,
             Lookup::Hit(a) => panic!("unexpected hit: {}", a.did),
         }
     }
@@ -161,45 +212,59 @@ mod tests {
         matches!(lookup, Lookup::Hit(_))
     }
 
-    /// A database with the account schema, and a writer on it.
-    fn setup() -> (tempfile::TempDir, AccountCache, Connection) {
+    /// A database with the account schema, a cache checking it every `check`, and a writer.
+    fn setup(check: Duration) -> (tempfile::TempDir, AccountCache, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("account.sqlite");
         drop(AccountStore::open(&path).unwrap());
         let writer = Connection::open(&path).unwrap();
-        (dir, AccountCache::new(path), writer)
+        (dir, AccountCache::with_external_check(path, check), writer)
     }
 
     #[test]
     fn finds_by_did_and_by_handle_in_any_case() {
-        let (_dir, cache, _writer) = setup();
-        let version = miss_version(cache.get(&ident("did:plc:aaaa")));
-        assert!(version.is_some());
-        cache.insert(version, &account("did:plc:aaaa", "alice.test"));
+        let (_dir, cache, _writer) = setup(EXTERNAL_CHECK);
+        let tag = miss_tag(cache.get(&ident("did:plc:aaaa")));
+        cache.insert(tag, &account("did:plc:aaaa", "alice.test"));
         assert!(is_hit(cache.get(&ident("did:plc:aaaa"))));
         assert!(is_hit(cache.get(&ident("Alice.TEST"))));
         assert!(!is_hit(cache.get(&ident("bob.test"))));
     }
 
     #[test]
-    fn any_commit_to_the_database_drops_every_entry() {
-        let (_dir, cache, writer) = setup();
-        let version = miss_version(cache.get(&ident("did:plc:aaaa")));
-        cache.insert(version, &account("did:plc:aaaa", "alice.test"));
+    fn a_write_of_this_process_drops_every_entry_at_once() {
+        let (_dir, cache, _writer) = setup(Duration::from_secs(3600));
+        let tag = miss_tag(cache.get(&ident("did:plc:aaaa")));
+        cache.insert(tag, &account("did:plc:aaaa", "alice.test"));
         assert!(is_hit(cache.get(&ident("did:plc:aaaa"))));
-        // Another connection, as an operator's sqlite3 would.
-        writer
-            .execute_batch("CREATE TABLE unrelated (x); INSERT INTO unrelated VALUES (1);")
-            .unwrap();
+        cache.invalidate();
         assert!(!is_hit(cache.get(&ident("did:plc:aaaa"))));
         assert!(!is_hit(cache.get(&ident("alice.test"))));
     }
 
     #[test]
-    fn a_row_read_before_a_commit_is_not_served_after_it() {
-        let (_dir, cache, writer) = setup();
-        let before = miss_version(cache.get(&ident("did:plc:aaaa")));
-        // The account query happens here; a commit lands before the insert.
+    fn a_commit_from_another_connection_is_seen_at_the_next_check() {
+        let (_dir, cache, writer) = setup(Duration::ZERO);
+        let tag = miss_tag(cache.get(&ident("did:plc:aaaa")));
+        cache.insert(tag, &account("did:plc:aaaa", "alice.test"));
+        assert!(is_hit(cache.get(&ident("did:plc:aaaa"))));
+        // As an operator's sqlite3 would.
+        writer
+            .execute_batch("CREATE TABLE unrelated (x); INSERT INTO unrelated VALUES (1);")
+            .unwrap();
+        assert!(!is_hit(cache.get(&ident("did:plc:aaaa"))));
+    }
+
+    #[test]
+    fn a_row_read_while_a_write_finished_is_not_kept() {
+        let (_dir, cache, writer) = setup(Duration::ZERO);
+        let before = miss_tag(cache.get(&ident("did:plc:aaaa")));
+        // The account query happens here; this process's write finishes before the insert.
+        cache.invalidate();
+        cache.insert(before, &account("did:plc:aaaa", "alice.test"));
+        assert!(!is_hit(cache.get(&ident("did:plc:aaaa"))));
+        // Likewise another connection's commit.
+        let before = miss_tag(cache.get(&ident("did:plc:aaaa")));
         writer.execute_batch("CREATE TABLE unrelated (x);").unwrap();
         cache.insert(before, &account("did:plc:aaaa", "alice.test"));
         assert!(!is_hit(cache.get(&ident("did:plc:aaaa"))));

@@ -6,6 +6,8 @@
 //! failed sign-up removes what it created.
 
 mod account_cache;
+/// How soon the server sees a change another process makes to `account.sqlite`.
+pub use account_cache::EXTERNAL_CHECK as ACCOUNT_CACHE_EXTERNAL_CHECK;
 pub mod actors;
 mod app_passwords;
 pub mod blob_gc;
@@ -181,16 +183,16 @@ impl Pds {
 
     /// The account `ident` names (any status), from the cache or a read-only handle.
     pub fn lookup_account(&self, ident: &AtIdentifier) -> Result<Option<Account>, XrpcError> {
-        let version = match self.account_cache.get(ident) {
+        let tag = match self.account_cache.get(ident) {
             account_cache::Lookup::Hit(account) => return Ok(Some(account)),
-            account_cache::Lookup::Miss(version) => version,
+            account_cache::Lookup::Miss(tag) => tag,
         };
         let account = self.read_accounts(|s| match ident {
             AtIdentifier::Did(did) => s.get_account(did),
             AtIdentifier::Handle(h) => s.get_account_by_handle(h),
         })?;
         if let Some(account) = &account {
-            self.account_cache.insert(version, account);
+            self.account_cache.insert(tag, account);
         }
         Ok(account)
     }
@@ -200,12 +202,15 @@ impl Pds {
         &self,
         f: impl FnOnce(&mut AccountStore) -> Result<R, AccountError> + Send + 'static,
     ) -> Result<R, XrpcError> {
-        let accounts = self.accounts.clone();
+        let (accounts, cache) = (self.accounts.clone(), self.account_cache.clone());
         tokio::task::spawn_blocking(move || {
             let mut store = accounts
                 .lock()
                 .map_err(|_| XrpcError::internal("account store lock poisoned"))?;
-            f(&mut store).map_err(account_error)
+            let out = f(&mut store).map_err(account_error);
+            // Here, not after the await: a request dropped meanwhile must still invalidate.
+            cache.invalidate();
+            out
         })
         .await
         .map_err(|e| XrpcError::internal(format!("account task failed: {e}")))?
