@@ -21,7 +21,7 @@ use crate::data::Cid;
 use crate::syntax::Did;
 
 /// Bytes gathered before each write of an upload to its temporary file.
-const TEMP_WRITE_BUFFER: usize = 512 * 1024;
+const TEMP_WRITE_BUFFER: usize = 256 * 1024;
 
 /// Read buffer for streaming a blob out of its file.
 const READ_CHUNK: usize = 64 * 1024;

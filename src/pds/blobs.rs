@@ -66,17 +66,18 @@ impl Pds {
         let up = uploaded.clone();
         let recorded = self
             .actors
-            .run(did, move |st| {
+            .run_quick(did, move |st| {
                 let outcome = st
                     .store
                     .record_upload(&up.cid, &up.mime_type, up.size, &up.temp_key)
                     .map_err(store_error)?;
                 match &outcome {
                     UploadRecorded::Referenced => {
-                        rt.block_on(blobs.make_permanent(&st.did, &up.temp_key, &up.cid))
-                            .map_err(|e| {
-                                XrpcError::internal(format!("making blob permanent: {e}"))
-                            })?;
+                        super::actors::block_on(
+                            &rt,
+                            blobs.make_permanent(&st.did, &up.temp_key, &up.cid),
+                        )
+                        .map_err(|e| XrpcError::internal(format!("making blob permanent: {e}")))?;
                         st.store
                             .mark_blob_permanent(&up.cid, &up.temp_key)
                             .map_err(store_error)?;
@@ -85,9 +86,11 @@ impl Pds {
                         // Orphan collection may have removed the object before the row
                         // existed; it checks for the row under this same lock, so after this
                         // check the object stays.
-                        let present = rt
-                            .block_on(blobs.has_temp(&st.did, &up.temp_key))
-                            .map_err(|e| XrpcError::internal(format!("checking upload: {e}")))?;
+                        let present =
+                            super::actors::block_on(&rt, blobs.has_temp(&st.did, &up.temp_key))
+                                .map_err(|e| {
+                                    XrpcError::internal(format!("checking upload: {e}"))
+                                })?;
                         if !present {
                             st.store
                                 .forget_upload(&up.cid, &up.temp_key)
