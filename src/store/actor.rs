@@ -496,32 +496,12 @@ impl RecordReader {
     ) -> Result<Vec<(StoredRecord, Vec<u8>)>, StoreError> {
         let snapshot = self.conn.unchecked_transaction()?;
         let rows = list_records_on(&snapshot, collection, limit, cursor, reverse)?;
-        let mut block = snapshot.prepare_cached("SELECT content FROM repo_block WHERE cid = ?1")?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let bytes: Vec<u8> = block
-                .query_row([row.cid.to_bytes()], |r| r.get(0))
-                .optional()?
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "record {}/{} points at block {}, which is missing",
-                        row.collection, row.rkey, row.cid
-                    ))
-                })?;
-            out.push((row, bytes));
-        }
-        Ok(out)
-    }
-
-    /// A page of a collection, as [`ActorStore::list_records`].
-    pub fn list_records(
-        &self,
-        collection: &str,
-        limit: usize,
-        cursor: Option<&str>,
-        reverse: bool,
-    ) -> Result<Vec<StoredRecord>, StoreError> {
-        list_records_on(&self.conn, collection, limit, cursor, reverse)
+        rows.into_iter()
+            .map(|row| {
+                let bytes = record_block_on(&snapshot, &row.collection, &row.rkey, &row.cid)?;
+                Ok((row, bytes))
+            })
+            .collect()
     }
 }
 
@@ -536,16 +516,25 @@ fn get_record_on(
         .optional()?;
     let Some(cid) = cid else { return Ok(None) };
     let cid = parse_cid(&cid)?;
-    let block: Option<Vec<u8>> = conn
-        .prepare_cached("SELECT content FROM repo_block WHERE cid = ?1")?
+    let bytes = record_block_on(conn, collection, rkey, &cid)?;
+    Ok(Some((cid, bytes)))
+}
+
+/// The block of the record at `collection/rkey`; a record row always has one.
+fn record_block_on(
+    conn: &Connection,
+    collection: &str,
+    rkey: &str,
+    cid: &Cid,
+) -> Result<Vec<u8>, StoreError> {
+    conn.prepare_cached("SELECT content FROM repo_block WHERE cid = ?1")?
         .query_row([cid.to_bytes()], |r| r.get(0))
-        .optional()?;
-    match block {
-        Some(bytes) => Ok(Some((cid, bytes))),
-        None => Err(StoreError::Corrupt(format!(
-            "record {collection}/{rkey} points at block {cid}, which is missing"
-        ))),
-    }
+        .optional()?
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "record {collection}/{rkey} points at block {cid}, which is missing"
+            ))
+        })
 }
 
 fn list_records_on(
