@@ -7,9 +7,12 @@
 //!   parallel.
 //! - The cached [`Repo`] always equals the stored root: a write builds the next `Repo`, stores
 //!   the commit, and only then replaces the cached one. A failed write leaves both as they were.
-//! - Store locks are only taken on blocking threads ([`Actors::run`]), never on async workers.
+//! - Store locks are waited for only on blocking threads ([`Actors::run`]). An async worker
+//!   takes one only when it is free, for a write of a few ops ([`Actors::run_quick`]).
 //!   Record reads ([`Actors::read`]) skip the store: they run inline on read-only connections
 //!   of their own, which see every committed record (see `store::actor::RecordReader`).
+//! - Every closure run under an account's lock, and every close, drops the account's cached
+//!   `getRecord` responses ([`RecordCache`]) before the lock is released.
 
 use super::record_cache::RecordCache;
 use crate::crypto::Keypair;
