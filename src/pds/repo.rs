@@ -554,7 +554,7 @@ fn has_legacy_blob(v: &Ipld) -> bool {
     }
 }
 
-/// What the blocking part of a write works with besides the account's store.
+/// What the synchronous part of a write works with besides the account's store.
 struct WriteContext<'a> {
     actors_dir: &'a std::path::Path,
     rt: &'a tokio::runtime::Handle,
@@ -565,7 +565,8 @@ struct WriteContext<'a> {
     accounts: &'a std::sync::Mutex<crate::store::account::AccountStore>,
 }
 
-/// The blocking part of a write, under the account's lock.
+/// The synchronous part of a write, under the account's lock (on a blocking thread, or inline; see
+/// `Actors::run_quick`).
 fn apply(
     st: &mut ActorState,
     ctx: &WriteContext<'_>,
