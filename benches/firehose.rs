@@ -104,17 +104,7 @@ async fn start(dir: &Path) -> (String, u32, Vec<Proc>) {
     let pid = server.id();
     let url = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    for _ in 0..200 {
-        if http
-            .get(format!("{url}/xrpc/_health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    serve_process::wait_healthy(&http, &url).await;
     (url, pid, vec![Proc(server), Proc(plc)])
 }
 

@@ -146,21 +146,6 @@ fn spawn_server(data: &std::path::Path, port: u16, plc_url: &str) -> std::proces
         .unwrap()
 }
 
-async fn wait_healthy(http: &reqwest::Client, url: &str) {
-    for _ in 0..200 {
-        if http
-            .get(format!("{url}/xrpc/_health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server at {url} did not come up");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_server_keeps_every_acknowledged_write() {
     use futures_util::StreamExt;
@@ -186,7 +171,7 @@ async fn a_killed_server_keeps_every_acknowledged_write() {
     let url = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let mut server = spawn_server(dir.path(), port, &plc_url);
-    wait_healthy(&http, &url).await;
+    serve_process::wait_healthy(&http, &url).await;
     let account: Value = http
         .post(format!("{url}/xrpc/com.atproto.server.createAccount"))
         .json(
@@ -245,7 +230,7 @@ async fn a_killed_server_keeps_every_acknowledged_write() {
             w.await.unwrap();
         }
         server = spawn_server(dir.path(), port, &plc_url);
-        wait_healthy(&http, &url).await;
+        serve_process::wait_healthy(&http, &url).await;
 
         // Every acknowledged record is there, with the content it was acknowledged with.
         let acked_now = acked.lock().unwrap().clone();

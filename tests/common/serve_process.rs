@@ -31,3 +31,19 @@ pub fn serve_command(bin: &str, data: &Path, port: u16, plc_url: &str) -> Comman
         .stderr(Stdio::null());
     command
 }
+
+/// Waits until the server at `url` answers `/xrpc/_health` (up to 10 s), or panics.
+pub async fn wait_healthy(http: &reqwest::Client, url: &str) {
+    for _ in 0..200 {
+        if http
+            .get(format!("{url}/xrpc/_health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("server at {url} did not come up");
+}
