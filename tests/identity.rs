@@ -180,13 +180,19 @@ impl DnsServer {
         }
         let mut catalog = Catalog::new();
         catalog.upsert(LowerName::new(&origin), vec![Arc::new(zone)]);
-        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("udp");
-        let addr = udp.local_addr().expect("addr");
-        let tcp = tokio::net::TcpListener::bind(addr)
-            .await
-            .expect("tcp on the same port");
+        // A free UDP port may be taken for TCP (by another test's listener): try a few.
+        let mut pair = None;
+        for _ in 0..20 {
+            let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("udp");
+            let addr = udp.local_addr().expect("addr");
+            if let Ok(tcp) = tokio::net::TcpListener::bind(addr).await {
+                pair = Some((udp, tcp, addr));
+                break;
+            }
+        }
+        let (udp, tcp, addr) = pair.expect("a port free for both UDP and TCP");
         let mut server = Server::new(catalog);
         server.register_socket(udp);
         server.register_listener(tcp, Duration::from_secs(5), 16);
