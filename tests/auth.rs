@@ -69,6 +69,36 @@ fn tokens_are_not_interchangeable_or_forgeable() {
 }
 
 #[test]
+fn a_remembered_access_token_still_expires_and_its_forgeries_do_not_pass() {
+    let issuer = issuer();
+    let t = issuer
+        .issue(&alice(), AuthScope::Access, None, 1_000)
+        .unwrap();
+    let first = issuer.verify_access(&t.access_jwt, 1_001).unwrap();
+    // The second check is served from memory and must agree.
+    assert_eq!(issuer.verify_access(&t.access_jwt, 1_002).unwrap(), first);
+    assert_eq!(
+        issuer.verify_access(&t.access_jwt, first.exp),
+        Err(AuthError::Expired)
+    );
+    // Same header and claims, another signature: not the remembered text, so checked in full.
+    let (signed, _) = t.access_jwt.rsplit_once('.').unwrap();
+    let forged = format!("{signed}.{}", "A".repeat(43));
+    assert!(matches!(
+        issuer.verify_access(&forged, 1_001),
+        Err(AuthError::Invalid(_))
+    ));
+    // Many other tokens later (the memory starts over), the first still verifies.
+    for i in 0..1_500 {
+        let other = issuer
+            .issue(&alice(), AuthScope::Access, None, 2_000 + i)
+            .unwrap();
+        issuer.verify_access(&other.access_jwt, 2_000 + i).unwrap();
+    }
+    assert_eq!(issuer.verify_access(&t.access_jwt, 1_003).unwrap(), first);
+}
+
+#[test]
 fn service_and_pop_claims_are_refused() {
     for extra in [("lxm", "com.atproto.repo.createRecord"), ("cnf", "x")] {
         let mut claims = serde_json::json!({

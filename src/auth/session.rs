@@ -85,7 +85,15 @@ pub struct SessionTokens {
 pub struct TokenIssuer {
     secret: Vec<u8>,
     service_did: String,
+    /// Access tokens already verified, by their exact text. A token's claims can't change
+    /// and access tokens aren't revoked one by one (account status is checked per request),
+    /// so only `exp` needs checking again: that saves the HMAC and two JSON parses (~18 µs)
+    /// on every request of a client that keeps its token.
+    verified: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, AccessClaims>>>,
 }
+
+/// How many verified access tokens [`TokenIssuer`] remembers (then it starts over).
+const VERIFIED_TOKENS: usize = 1024;
 
 impl std::fmt::Debug for TokenIssuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,6 +108,7 @@ impl TokenIssuer {
         TokenIssuer {
             secret: jwt_secret.as_bytes().to_vec(),
             service_did: service_did.to_string(),
+            verified: std::sync::Arc::default(),
         }
     }
 
@@ -137,6 +146,26 @@ impl TokenIssuer {
 
     /// Verifies an access token (any access scope; the route checks which it needs).
     pub fn verify_access(&self, token: &str, now: i64) -> Result<AccessClaims, AuthError> {
+        let known = self
+            .verified
+            .lock()
+            .ok()
+            .and_then(|verified| verified.get(token).cloned());
+        if let Some(claims) = known {
+            jwt::check_exp(claims.exp, now).map_err(|_| AuthError::Expired)?;
+            return Ok(claims);
+        }
+        let claims = self.verify_access_uncached(token, now)?;
+        if let Ok(mut verified) = self.verified.lock() {
+            if verified.len() >= VERIFIED_TOKENS {
+                verified.clear();
+            }
+            verified.insert(token.to_owned(), claims.clone());
+        }
+        Ok(claims)
+    }
+
+    fn verify_access_uncached(&self, token: &str, now: i64) -> Result<AccessClaims, AuthError> {
         let raw: Value = verify(token, &self.secret, TYP_ACCESS, now)?;
         refuse_foreign_claims(&raw)?;
         let claims: AccessClaims = serde_json::from_value(raw)

@@ -123,7 +123,7 @@ pub struct Session {
 impl Pds {
     /// Opens the databases named by the configuration.
     pub fn open(config: Arc<Config>) -> anyhow::Result<Pds> {
-        let accounts = AccountStore::open(&config.db.account_db)?;
+        let accounts = Arc::new(Mutex::new(AccountStore::open(&config.db.account_db)?));
         let tokens = TokenIssuer::new(config.secrets.jwt_secret.expose(), &config.service.did);
         let plc = PlcClient::new(&config.identity.plc_url)?;
         let handles = HandleResolver::new(identity_config(&config))?;
@@ -152,12 +152,28 @@ impl Pds {
                     config.crawlers.clone(),
                 )?;
                 sequencer.on_sequenced(move || crawlers.notify_of_update());
+                // The account table's root mirror (listRepos), one transaction per round.
+                let mirror = accounts.clone();
+                sequencer.on_heads(move |heads| {
+                    let written = match mirror.lock() {
+                        Ok(mut accounts) => accounts
+                            .upsert_repo_roots(
+                                heads.iter().map(|h| (&h.did, &h.cid, h.rev.as_str())),
+                            )
+                            .map_err(|e| e.to_string()),
+                        Err(_) => Err("account store lock poisoned".to_string()),
+                    };
+                    // The next commit of each account rewrites its row.
+                    if let Err(e) = written {
+                        tracing::warn!("updating the repo root mirror: {e}");
+                    }
+                });
                 Arc::new(sequencer)
             },
             password_checks: tokio::sync::Semaphore::new(cores),
             handles,
             actors_dir: config.db.actor_store_directory.clone(),
-            accounts: Arc::new(Mutex::new(accounts)),
+            accounts,
             account_cache: Arc::new(account_cache::AccountCache::new(
                 config.db.account_db.clone(),
             )),

@@ -189,7 +189,6 @@ impl Pds {
         let actors = self.actors.clone();
         let blobs = self.blobs.clone();
         let sequencer = self.sequencer.clone();
-        let accounts = self.accounts.clone();
         let rt = tokio::runtime::Handle::current();
         let dedupe = opts.dedupe_backlinks && opts.validate != Some(false);
         let write = move |st: &mut ActorState| {
@@ -198,16 +197,19 @@ impl Pds {
                 rt: &rt,
                 blobs: &*blobs,
                 sequencer: &sequencer,
-                accounts: &accounts,
             };
             apply(st, &ctx, prepared, &opts, dedupe)
         };
         // A few ops take a fraction of a millisecond: not worth a trip to a blocking thread.
-        let outcome = if quick {
+        let (outcome, sequenced) = if quick {
             self.actors.run_quick(&did, write).await?
         } else {
             self.actors.run(&did, write).await?
         };
+        // Acknowledged once its event is on the firehose (and its root in the mirror).
+        if let Some(sequenced) = sequenced {
+            sequenced.wait().await;
+        }
         Ok(outcome)
     }
 
@@ -496,9 +498,18 @@ impl Pds {
                 Ok(summary)
             })
             .await?;
-        let (d, cid, rev) = (did.clone(), summary.commit, summary.rev.clone());
-        self.accounts(move |s| s.upsert_repo_root(&d, &cid, &rev))
-            .await?;
+        // Through the sequencer's queue, so the mirror can't be overtaken by an older head.
+        self.sequencer
+            .submit(
+                Vec::new(),
+                Some(crate::sequencer::RepoHead {
+                    did: did.clone(),
+                    cid: summary.commit,
+                    rev: summary.rev.clone(),
+                }),
+            )
+            .wait()
+            .await;
         Ok(json!({}))
     }
 }
@@ -560,9 +571,6 @@ struct WriteContext<'a> {
     rt: &'a tokio::runtime::Handle,
     blobs: &'a dyn crate::blob::BlobStore,
     sequencer: &'a crate::sequencer::Sequencer,
-    /// For the root mirror (`listRepos`), written under the account's lock so it never goes
-    /// backwards. Lock order: actor, then accounts.
-    accounts: &'a std::sync::Mutex<crate::store::account::AccountStore>,
 }
 
 /// The synchronous part of a write, under the account's lock (on a blocking thread, or inline; see
@@ -573,7 +581,7 @@ fn apply(
     prepared: Vec<Prepared>,
     opts: &WriteOptions,
     dedupe: bool,
-) -> Result<WriteOutcome, XrpcError> {
+) -> Result<(WriteOutcome, Option<crate::sequencer::Ticket>), XrpcError> {
     let (rt, blobs) = (ctx.rt, ctx.blobs);
     let did = st.did.clone();
     let repo = st.repo()?.clone();
@@ -685,10 +693,13 @@ fn apply(
         }
     }
     if writes.is_empty() {
-        return Ok(WriteOutcome {
-            commit: None,
-            results,
-        });
+        return Ok((
+            WriteOutcome {
+                commit: None,
+                results,
+            },
+            None,
+        ));
     }
     make_blobs_permanent(st, rt, blobs, &writes)?;
     let key = st.key(ctx.actors_dir)?.clone();
@@ -697,25 +708,20 @@ fn apply(
         .map_err(write_error)?;
     let unreferenced = st.store.apply_commit(&data).map_err(commit_store_error)?;
     st.set_repo(next);
-    // Sequenced under the lock, so the account's events follow its commit order. The commit
-    // stands if this fails; the account's next commit carries the chain on.
-    if let Err(e) = ctx.sequencer.sequence(&[crate::sequencer::Event {
-        did: did.to_string(),
-        kind: crate::sequencer::frames::EventKind::Commit,
-        body: crate::sequencer::frames::commit_body(did.as_str(), &data),
-    }]) {
-        tracing::error!(%did, "sequencing a commit: {e}");
-    }
-    // The account table's root mirror. A failure is logged: the next commit rewrites it.
-    let mirrored = match ctx.accounts.lock() {
-        Ok(mut accounts) => accounts
-            .upsert_repo_root(&did, &data.cid, data.rev.as_ref())
-            .map_err(|e| e.to_string()),
-        Err(_) => Err("account store lock poisoned".to_string()),
-    };
-    if let Err(e) = mirrored {
-        tracing::warn!(%did, "updating the repo root mirror: {e}");
-    }
+    // Queued under the lock, so the account's events follow its commit order; stored (with
+    // the root mirror) after the lock is released, before the write is acknowledged.
+    let sequenced = ctx.sequencer.submit(
+        vec![crate::sequencer::Event {
+            did: did.to_string(),
+            kind: crate::sequencer::frames::EventKind::Commit,
+            body: crate::sequencer::frames::commit_body(did.as_str(), &data),
+        }],
+        Some(crate::sequencer::RepoHead {
+            did: did.clone(),
+            cid: data.cid,
+            rev: data.rev.to_string(),
+        }),
+    );
     // Still under the account's lock, so a re-upload of the same blob (which takes the lock to
     // record its row) can't land between the row's deletion and this delete of its bytes.
     if !unreferenced.is_empty()
@@ -724,10 +730,13 @@ fn apply(
         // The commit stands; leftover bytes without a row are garbage collected.
         tracing::warn!(%did, "deleting unreferenced blobs: {e}");
     }
-    Ok(WriteOutcome {
-        commit: Some(data),
-        results,
-    })
+    Ok((
+        WriteOutcome {
+            commit: Some(data),
+            results,
+        },
+        Some(sequenced),
+    ))
 }
 
 /// Moves the bytes of uploaded (temporary) blobs the writes reference to permanent storage,

@@ -729,6 +729,31 @@ impl AccountStore {
         written
     }
 
+    /// [`AccountStore::upsert_repo_root`] for many repos in one transaction (in order, so a
+    /// repo named twice ends at its last head).
+    pub fn upsert_repo_roots<'a>(
+        &mut self,
+        roots: impl IntoIterator<Item = (&'a Did, &'a Cid, &'a str)>,
+    ) -> Result<(), AccountError> {
+        let relax = self.durability == Durability::Full;
+        if relax {
+            self.conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+        }
+        let now = Utc::now();
+        let written = (|| {
+            let tx = self.conn.transaction()?;
+            for (did, cid, rev) in roots {
+                upsert_root(&tx, did, cid, rev, now)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        if relax {
+            self.conn.execute_batch("PRAGMA synchronous = FULL")?;
+        }
+        written
+    }
+
     pub fn get_repo_root(&self, did: &Did) -> Result<Option<RepoRootRow>, AccountError> {
         let row = self
             .conn

@@ -29,6 +29,9 @@ pub enum StoreError {
         found: u32,
         known: u32,
     },
+    /// The sequencer could not store events (the reason, shared by a group commit's writers).
+    #[error("sequencing: {0}")]
+    Sequencing(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// A record references a blob that can't be committed (client error, not corruption).

@@ -39,7 +39,7 @@ impl SequencerStore {
     /// Appends events in one transaction; returns their sequence numbers in order.
     pub fn append(
         &mut self,
-        events: &[(&str, &str, Vec<u8>)],
+        events: &[(&str, &str, &[u8])],
         sequenced_at: &str,
     ) -> Result<Vec<i64>, StoreError> {
         let tx = self.conn.transaction()?;
