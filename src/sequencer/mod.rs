@@ -233,8 +233,9 @@ impl Shared {
                     .map(|(_, e, body)| (e.did.as_str(), e.kind.stored_name(), &body[..]))
                     .collect();
                 let seqs = store.append(&stored, &time)?;
-                for ((owner, e, _), seq) in rows.iter().zip(&seqs) {
-                    let bytes = frames::message_frame(e.kind, &e.body, *seq, &time);
+                for ((owner, e, body), seq) in rows.iter().zip(&seqs) {
+                    let bytes = frames::message_frame_from_stored(e.kind, body, *seq, &time)
+                        .unwrap_or_else(|_| frames::message_frame(e.kind, &e.body, *seq, &time));
                     // No subscribers is not an error.
                     let _ = self.live.send(Arc::new(Frame {
                         seq: *seq,
@@ -299,16 +300,11 @@ impl TicketWaiter for Shared {
 fn row_frame(row: SeqRow) -> Result<Arc<Frame>, StoreError> {
     let kind = EventKind::from_stored_name(&row.event_type)
         .ok_or_else(|| StoreError::Corrupt(format!("event type {:?}", row.event_type)))?;
-    let body = cbor::decode(&row.event)
+    let bytes = frames::message_frame_from_stored(kind, &row.event, row.seq, &row.sequenced_at)
         .map_err(|e| StoreError::Corrupt(format!("event {}: {e}", row.seq)))?;
     Ok(Arc::new(Frame {
         seq: row.seq,
-        bytes: Bytes::from(frames::message_frame(
-            kind,
-            &body,
-            row.seq,
-            &row.sequenced_at,
-        )),
+        bytes: Bytes::from(bytes),
         at: std::time::Instant::now(),
     }))
 }
