@@ -185,6 +185,7 @@ impl Pds {
             .map(|op| self.prepare(op, mode))
             .collect::<Result<Vec<_>, _>>()?;
         let did = account.did.clone();
+        let _writing = self.sequencer.writing();
         let quick = prepared.len() <= QUICK_WRITE_OPS;
         let actors = self.actors.clone();
         let blobs = self.blobs.clone();

@@ -96,26 +96,46 @@ impl<T, R> GroupCommit<T, R> {
 
     /// As [`GroupCommit::wait_blocking`] without keeping the thread while someone else leads.
     /// Leading commits inline: it is the same short SQLite work a lone writer would do.
-    pub(super) async fn wait(&self, ticket: u64, committer: &dyn Committer<T, R>) {
+    /// `gather`: yield once before leading, so that other writes already running on this
+    /// worker can queue theirs and share the round (worth it only when there are any).
+    pub(super) async fn wait(&self, ticket: u64, committer: &dyn Committer<T, R>, gather: bool) {
+        enum Next {
+            Done,
+            Yield,
+            Lead,
+            Wait,
+        }
+        let mut yielded = !gather;
         loop {
             let notified = self.finished_async.notified();
             tokio::pin!(notified);
             // Registered before the check, so a round that ends right after it still wakes us.
             notified.as_mut().enable();
-            {
+            let next = {
                 let mut state = self.lock();
                 if state.done >= ticket {
                     state.results.remove(&ticket);
-                    return;
-                }
-                if !state.leading {
+                    Next::Done
+                } else if state.leading {
+                    Next::Wait
+                } else if !yielded {
+                    Next::Yield
+                } else {
                     state.leading = true;
-                    drop(state);
-                    self.lead(committer);
-                    continue;
+                    Next::Lead
                 }
+            };
+            match next {
+                Next::Done => return,
+                // Before leading, let this worker run what else is ready (other writes about
+                // to queue theirs) so they join this round.
+                Next::Yield => {
+                    yielded = true;
+                    tokio::task::yield_now().await;
+                }
+                Next::Lead => self.lead(committer),
+                Next::Wait => notified.await,
             }
-            notified.await;
         }
     }
 
@@ -286,7 +306,7 @@ mod tests {
                 &'a self,
                 n: u64,
             ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
-                Box::pin(self.0.wait(n, &self.1))
+                Box::pin(self.0.wait(n, &self.1, n.is_multiple_of(2)))
             }
         }
         let w = Arc::new(Waiter(GroupCommit::new(), Log::default()));

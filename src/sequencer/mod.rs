@@ -86,6 +86,19 @@ struct Shared {
     /// Called with the heads of each stored round, in order.
     on_heads: Mutex<Vec<HeadsListener>>,
     queue: GroupCommit<Item, Outcome>,
+    /// Repo writes between [`Sequencer::writing`] and the end of their wait.
+    writes: std::sync::atomic::AtomicUsize,
+}
+
+/// A repo write in progress, from [`Sequencer::writing`]; see there.
+pub struct Writing(Arc<Shared>);
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.0
+            .writes
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Sequencer {
@@ -111,6 +124,7 @@ impl Sequencer {
                 on_sequenced: Mutex::new(Vec::new()),
                 on_heads: Mutex::new(Vec::new()),
                 queue: GroupCommit::new(),
+                writes: std::sync::atomic::AtomicUsize::new(0),
             }),
             stats: stats::DeliveryStats::default(),
         }
@@ -161,6 +175,16 @@ impl Sequencer {
             n,
             settled: false,
         }
+    }
+
+    /// Marks a repo write as started, until the returned value is dropped (after its ticket's
+    /// wait). A leader about to store a round while other writes are in progress first lets
+    /// them queue their events, so concurrent writers share rounds; a lone writer doesn't wait.
+    pub fn writing(&self) -> Writing {
+        self.shared
+            .writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Writing(self.shared.clone())
     }
 
     /// A receiver of live frames from now on.
@@ -293,7 +317,8 @@ impl TicketWaiter for Shared {
         &'a self,
         n: u64,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
-        Box::pin(self.queue.wait(n, self))
+        let others = self.writes.load(std::sync::atomic::Ordering::Relaxed) > 1;
+        Box::pin(self.queue.wait(n, self, others))
     }
 }
 
