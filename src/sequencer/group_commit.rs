@@ -4,7 +4,9 @@
 //!
 //! Why: a transaction's fixed cost (locks, WAL frames, the index pages every event touches) is
 //! most of an event's cost, so concurrent writers share it. A lone writer finds the queue empty
-//! and no leader, and commits its own events right away on its own thread: no hand-off.
+//! and no leader, and commits its own events right away on its own thread: no hand-off. An
+//! async writer that would lead while other writes are in progress first yields once, so the
+//! writes already running on its worker can join the round.
 //!
 //! Invariants:
 //! - Items are committed in the order they were queued (tickets are handed out under the same
