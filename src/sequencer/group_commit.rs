@@ -42,6 +42,9 @@ struct State<T, R> {
     issued: u64,
     done: u64,
     leading: bool,
+    /// Threads blocked in [`GroupCommit::wait_blocking`]: the condvar is signalled only if
+    /// there are any (each signal is a system call).
+    sleepers: usize,
     /// Outcomes kept for the waiters that asked for them.
     results: HashMap<u64, R>,
 }
@@ -54,6 +57,7 @@ impl<T, R> GroupCommit<T, R> {
                 issued: 0,
                 done: 0,
                 leading: false,
+                sleepers: 0,
                 results: HashMap::new(),
             }),
             finished: Condvar::new(),
@@ -92,7 +96,9 @@ impl<T, R> GroupCommit<T, R> {
                 state = self.lock();
                 continue;
             }
+            state.sleepers += 1;
             state = self.finished.wait(state).unwrap_or_else(|e| e.into_inner());
+            state.sleepers -= 1;
         }
     }
 
@@ -109,23 +115,31 @@ impl<T, R> GroupCommit<T, R> {
         }
         let mut yielded = !gather;
         loop {
-            let notified = self.finished_async.notified();
-            tokio::pin!(notified);
-            // Registered before the check, so a round that ends right after it still wakes us.
-            notified.as_mut().enable();
             let next = {
-                let mut state = self.lock();
-                if state.done >= ticket {
-                    state.results.remove(&ticket);
-                    Next::Done
-                } else if state.leading {
-                    Next::Wait
-                } else if !yielded {
-                    Next::Yield
-                } else {
-                    state.leading = true;
-                    Next::Lead
+                let notified = self.finished_async.notified();
+                let mut notified = std::pin::pin!(notified);
+                // Registered before the check, so a round that ends right after it still wakes
+                // us; and unregistered (dropped) before leading, or our own round's wake-up would
+                // reschedule this task for nothing, waking another worker to run it.
+                notified.as_mut().enable();
+                let next = {
+                    let mut state = self.lock();
+                    if state.done >= ticket {
+                        state.results.remove(&ticket);
+                        Next::Done
+                    } else if state.leading {
+                        Next::Wait
+                    } else if !yielded {
+                        Next::Yield
+                    } else {
+                        state.leading = true;
+                        Next::Lead
+                    }
+                };
+                if let Next::Wait = next {
+                    notified.await;
                 }
+                next
             };
             match next {
                 Next::Done => return,
@@ -136,7 +150,7 @@ impl<T, R> GroupCommit<T, R> {
                     tokio::task::yield_now().await;
                 }
                 Next::Lead => self.lead(committer),
-                Next::Wait => notified.await,
+                Next::Wait => {}
             }
         }
     }
@@ -148,9 +162,12 @@ impl<T, R> GroupCommit<T, R> {
         struct StepDown<'a, T, R>(&'a GroupCommit<T, R>);
         impl<T, R> Drop for StepDown<'_, T, R> {
             fn drop(&mut self) {
-                self.0.lock().leading = false;
-                self.0.finished.notify_all();
-                self.0.finished_async.notify_waiters();
+                let sleepers = {
+                    let mut state = self.0.lock();
+                    state.leading = false;
+                    state.sleepers
+                };
+                self.0.wake(sleepers);
             }
         }
         let _step_down = StepDown(self);
@@ -171,7 +188,7 @@ impl<T, R> GroupCommit<T, R> {
                 items.push(item);
             }
             let outcomes = committer.commit(items);
-            {
+            let sleepers = {
                 let mut state = self.lock();
                 for (ticket, outcome) in kept.into_iter().zip(outcomes) {
                     if let Some(ticket) = ticket {
@@ -179,10 +196,19 @@ impl<T, R> GroupCommit<T, R> {
                     }
                 }
                 state.done = last;
-            }
-            self.finished.notify_all();
-            self.finished_async.notify_waiters();
+                state.sleepers
+            };
+            self.wake(sleepers);
         }
+    }
+
+    /// Wakes the waiters after a change they may be waiting for; `sleepers` was read under
+    /// the lock, after the change.
+    fn wake(&self, sleepers: usize) {
+        if sleepers > 0 {
+            self.finished.notify_all();
+        }
+        self.finished_async.notify_waiters();
     }
 }
 
