@@ -394,6 +394,22 @@ async fn bad_writes_are_refused_and_change_nothing() {
         (s, v["error"].as_str()),
         (StatusCode::PAYLOAD_TOO_LARGE, Some("PayloadTooLarge"))
     );
+    // Its connection is closed (the body was not read); the next request, on the same client,
+    // gets a fresh one instead of a broken pipe.
+    let res = c
+        .pds
+        .http
+        .post(format!("{}/xrpc/com.atproto.repo.createRecord", c.pds.url))
+        .bearer_auth(&c.token)
+        .json(&json!({"repo": c.did, "collection": "com.example.thing", "record": {"big": big}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        res.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
 
     // No token; another account's repo.
     let res = c

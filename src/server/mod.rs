@@ -226,6 +226,19 @@ async fn not_found(uri: axum::http::Uri) -> Response {
 /// nothing of XRPC) into XRPC errors. Responses that already are JSON, or have some other
 /// explicit content type (e.g. a proxied upstream body), pass through unchanged.
 async fn normalize_xrpc_errors(req: Request, next: Next) -> Response {
+    let mut resp = xrpc_error_body(req, next).await;
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        // The rest of the body was never read, so the connection can't carry another request;
+        // saying so keeps a client from sending its next request into a closing socket.
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    resp
+}
+
+async fn xrpc_error_body(req: Request, next: Next) -> Response {
     let is_xrpc = req.uri().path().starts_with("/xrpc/");
     let resp = next.run(req).await;
     let status = resp.status();
