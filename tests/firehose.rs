@@ -109,7 +109,8 @@ async fn sign_up(pds: &common::TestPds, handle: &str) -> (String, String) {
     )
 }
 
-async fn post(pds: &common::TestPds, did: &str, token: &str, text: &str) {
+/// Creates a post; returns the createRecord output.
+async fn post(pds: &common::TestPds, did: &str, token: &str, text: &str) -> Value {
     let res = pds
         .http
         .post(format!("{}/xrpc/com.atproto.repo.createRecord", pds.url))
@@ -120,6 +121,7 @@ async fn post(pds: &common::TestPds, did: &str, token: &str, text: &str) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    res.json().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -182,19 +184,7 @@ async fn concurrent_writers_are_acknowledged_after_their_events_in_commit_order(
             tasks.push(tokio::spawn(async move {
                 let mut acked = Vec::new();
                 for i in 0..12 {
-                    let v: Value = pds
-                        .http
-                        .post(format!("{}/xrpc/com.atproto.repo.createRecord", pds.url))
-                        .bearer_auth(&token)
-                        .json(&json!({"repo": did, "collection": "app.bsky.feed.post",
-                            "record": {"$type": "app.bsky.feed.post", "text": format!("w{w} {i}"),
-                                "createdAt": "2026-11-23T10:00:00.000Z"}}))
-                        .send()
-                        .await
-                        .unwrap()
-                        .json()
-                        .await
-                        .unwrap();
+                    let v = post(&pds, &did, &token, &format!("w{w} {i}")).await;
                     let rev = v["commit"]["rev"].as_str().expect("a commit").to_string();
                     // Acknowledged: the mirror already holds this head or a later one.
                     let repos: Value = pds

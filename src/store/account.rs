@@ -718,15 +718,7 @@ impl AccountStore {
         cid: &Cid,
         rev: &str,
     ) -> Result<(), AccountError> {
-        let relax = self.durability == Durability::Full;
-        if relax {
-            self.conn.execute_batch("PRAGMA synchronous = NORMAL")?;
-        }
-        let written = upsert_root(&self.conn, did, cid, rev, Utc::now());
-        if relax {
-            self.conn.execute_batch("PRAGMA synchronous = FULL")?;
-        }
-        written
+        self.upsert_repo_roots([(did, cid, rev)])
     }
 
     /// [`AccountStore::upsert_repo_root`] for many repos in one transaction (in order, so a
