@@ -304,9 +304,17 @@ mod tests {
                 })
             })
             .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
+        // A lost wake-up would hang the writers: fail instead.
+        let (finished, all_done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for t in threads {
+                t.join().unwrap();
+            }
+            let _ = finished.send(());
+        });
+        all_done
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("writers finished (a waiter was never woken)");
         let rounds = log.rounds.lock().unwrap();
         let all: Vec<u32> = rounds.iter().flatten().copied().collect();
         assert_eq!(all.len(), 200, "every item committed exactly once");
@@ -354,9 +362,14 @@ mod tests {
                 })
             })
             .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
+        let joined = async {
+            for t in tasks {
+                t.await.unwrap();
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(60), joined)
+            .await
+            .expect("async waiters finished (one was never woken)");
         // Queued, then dropped without waiting: the drop commits it.
         let n = w.0.submit(99, false);
         drop(Ticket {
