@@ -232,7 +232,7 @@ impl Shared {
     /// Stores a round's events in one transaction and broadcasts them, under the store's lock
     /// so subscribers see them in `seq` order; then hands the round's heads on.
     fn store_round(&self, items: &[Item]) -> Vec<Outcome> {
-        let time = crate::syntax::Datetime::now().to_string();
+        let now = crate::syntax::Datetime::now().to_string();
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(items.len());
         // (owner item, event, encoded body) for every event that encoded.
         let mut rows = Vec::new();
@@ -252,6 +252,7 @@ impl Shared {
         }
         if !rows.is_empty() {
             let appended = self.lock().and_then(|mut store| {
+                let time = store.stamp(&now).to_string();
                 let stored: Vec<(&str, &str, &[u8])> = rows
                     .iter()
                     .map(|(_, e, body)| (e.did.as_str(), e.kind.stored_name(), &body[..]))

@@ -1,7 +1,10 @@
 //! `sequencer.sqlite`: the persisted firehose log.
 //!
-//! Invariant: sequence numbers come from SQLite's AUTOINCREMENT, so they only grow and are
-//! never reused, even after rows are deleted (account deletion).
+//! Invariants:
+//! - Sequence numbers only grow and are never reused: each append takes the last one + 1, and
+//!   before events are deleted (account deletion) the last one is kept in `high_water`.
+//! - `sequenced_at` never decreases with `seq` (an append is never stamped earlier than the
+//!   one before, even if the clock steps back), so a time is found by binary search over seq.
 
 use super::StoreError;
 use super::sqlite::{self, Durability, SEQUENCER_MIGRATIONS};
@@ -21,18 +24,33 @@ pub struct SeqRow {
 
 pub struct SequencerStore {
     conn: Connection,
+    /// The last sequence number handed out (0 before the first).
+    last_seq: i64,
+    /// The time of the last event, the floor for the next one's.
+    last_time: String,
 }
 
 impl SequencerStore {
     pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
-        Ok(SequencerStore {
-            conn: sqlite::open(path, SEQUENCER_MIGRATIONS, durability)?,
-        })
+        Self::with_conn(sqlite::open(path, SEQUENCER_MIGRATIONS, durability)?)
     }
 
     pub fn open_in_memory() -> Result<Self, StoreError> {
+        Self::with_conn(sqlite::open_in_memory(SEQUENCER_MIGRATIONS)?)
+    }
+
+    fn with_conn(conn: Connection) -> Result<Self, StoreError> {
+        let (last_seq, last_time) = conn.query_row(
+            "SELECT max(coalesce((SELECT max(seq) FROM repo_seq), 0),
+                        coalesce((SELECT seq FROM high_water), 0)),
+                    coalesce((SELECT sequenced_at FROM repo_seq ORDER BY seq DESC LIMIT 1), '')",
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+        )?;
         Ok(SequencerStore {
-            conn: sqlite::open_in_memory(SEQUENCER_MIGRATIONS)?,
+            conn,
+            last_seq,
+            last_time,
         })
     }
 
@@ -42,20 +60,40 @@ impl SequencerStore {
         events: &[(&str, &str, &[u8])],
         sequenced_at: &str,
     ) -> Result<Vec<i64>, StoreError> {
+        let time = if sequenced_at < self.last_time.as_str() {
+            self.last_time.clone()
+        } else {
+            sequenced_at.to_string()
+        };
         let tx = self.conn.transaction()?;
-        let mut seqs = Vec::with_capacity(events.len());
+        let seqs: Vec<i64> = (1..=events.len() as i64)
+            .map(|i| self.last_seq + i)
+            .collect();
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO repo_seq (did, event_type, event, sequenced_at)
-                 VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO repo_seq (seq, did, event_type, event, sequenced_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            for (did, event_type, body) in events {
-                insert.execute(params![did, event_type, body, sequenced_at])?;
-                seqs.push(tx.last_insert_rowid());
+            for ((did, event_type, body), seq) in events.iter().zip(&seqs) {
+                insert.execute(params![seq, did, event_type, body, time])?;
             }
         }
         tx.commit()?;
+        if let Some(last) = seqs.last() {
+            self.last_seq = *last;
+            self.last_time = time;
+        }
         Ok(seqs)
+    }
+
+    /// The time stamped on the events of the next [`append`](Self::append) given `now`:
+    /// `now`, or the last event's time if the clock went back.
+    pub fn stamp<'a>(&'a self, now: &'a str) -> &'a str {
+        if now < self.last_time.as_str() {
+            &self.last_time
+        } else {
+            now
+        }
     }
 
     /// Up to `limit` events with `seq > after`, in order.
@@ -80,37 +118,52 @@ impl SequencerStore {
 
     /// The highest sequence number handed out (0 before the first event).
     pub fn max_seq(&self) -> Result<i64, StoreError> {
-        // sqlite_sequence keeps the AUTOINCREMENT high-water mark even when rows are deleted.
-        let seq: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT seq FROM sqlite_sequence WHERE name = 'repo_seq'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok(seq.unwrap_or(0))
+        Ok(self.last_seq)
     }
 
-    /// The first event sequenced at or after `time` (an RFC 3339 string), if any.
+    /// The first event sequenced at or after `time` (an RFC 3339 string), if any: a binary
+    /// search over seq, each probe one rowid seek.
     pub fn first_seq_since(&self, time: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT min(seq) FROM repo_seq WHERE sequenced_at >= ?1",
-                [time],
-                |r| r.get(0),
-            )
-            .optional()?
-            .flatten())
+        let mut probe = self.conn.prepare_cached(
+            "SELECT seq, sequenced_at FROM repo_seq WHERE seq >= ?1 ORDER BY seq LIMIT 1",
+        )?;
+        let mut at_or_after = |seq: i64| -> Result<Option<(i64, String)>, StoreError> {
+            Ok(probe
+                .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?)
+        };
+        // Invariant: every event below `lo` is earlier than `time`; `found` is the first
+        // event at or after `hi` if it is not earlier.
+        let (mut lo, mut hi) = (0i64, self.last_seq + 1);
+        let mut found = None;
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match at_or_after(mid)? {
+                Some((seq, at)) if at.as_str() >= time => {
+                    found = Some(seq);
+                    hi = mid;
+                }
+                Some((seq, _)) => lo = seq + 1,
+                None => hi = mid,
+            }
+        }
+        Ok(found)
     }
 
     /// Removes every event of `did` except `keep` (account deletion, as the reference).
     pub fn delete_for_did(&mut self, did: &str, keep: i64) -> Result<usize, StoreError> {
-        Ok(self.conn.execute(
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO high_water (id, seq) VALUES (1, ?1)
+             ON CONFLICT (id) DO UPDATE SET seq = max(seq, excluded.seq)",
+            [self.last_seq],
+        )?;
+        let deleted = tx.execute(
             "DELETE FROM repo_seq WHERE did = ?1 AND seq != ?2",
             params![did, keep],
-        )?)
+        )?;
+        tx.commit()?;
+        Ok(deleted)
     }
 
     /// Number of stored events.
@@ -119,5 +172,123 @@ impl SequencerStore {
             .conn
             .query_row("SELECT count(*) FROM repo_seq", [], |r| r.get::<_, i64>(0))?
             as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn append_one(store: &mut SequencerStore, did: &str, at: &str) -> i64 {
+        store.append(&[(did, "append", b"body")], at).unwrap()[0]
+    }
+
+    #[test]
+    fn numbers_are_never_reused_after_the_newest_events_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sequencer.sqlite");
+        let mut store = SequencerStore::open(&path, Durability::Off).unwrap();
+        assert_eq!(
+            append_one(&mut store, "did:a", "2026-01-01T00:00:00.000Z"),
+            1
+        );
+        assert_eq!(
+            append_one(&mut store, "did:b", "2026-01-01T00:00:01.000Z"),
+            2
+        );
+        assert_eq!(
+            append_one(&mut store, "did:b", "2026-01-01T00:00:02.000Z"),
+            3
+        );
+        // Keeping 2 deletes 3, the newest event.
+        assert_eq!(store.delete_for_did("did:b", 2).unwrap(), 1);
+        drop(store);
+
+        let mut store = SequencerStore::open(&path, Durability::Off).unwrap();
+        assert_eq!(store.max_seq().unwrap(), 3);
+        assert_eq!(
+            append_one(&mut store, "did:a", "2026-01-01T00:00:03.000Z"),
+            4
+        );
+    }
+
+    #[test]
+    fn upgrading_a_version_1_log_keeps_its_events_and_high_water_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sequencer.sqlite");
+        {
+            let conn = sqlite::open(&path, &SEQUENCER_MIGRATIONS[..1], Durability::Off).unwrap();
+            for i in 0..5 {
+                conn.execute(
+                    "INSERT INTO repo_seq (did, event_type, event, sequenced_at)
+                     VALUES ('did:a', 'append', ?1, ?2)",
+                    params![vec![i as u8], format!("2026-01-01T00:00:0{i}.000Z")],
+                )
+                .unwrap();
+            }
+            // AUTOINCREMENT remembers 5 after the newest row goes.
+            conn.execute("DELETE FROM repo_seq WHERE seq = 5", [])
+                .unwrap();
+        }
+        let mut store = SequencerStore::open(&path, Durability::Off).unwrap();
+        assert_eq!(store.max_seq().unwrap(), 5);
+        let rows = store.after(0, 10).unwrap();
+        assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert_eq!(rows[2].event, vec![2u8]);
+        assert_eq!(
+            store.first_seq_since("2026-01-01T00:00:02.500Z").unwrap(),
+            Some(4)
+        );
+        assert_eq!(
+            append_one(&mut store, "did:a", "2026-01-01T00:00:09.000Z"),
+            6
+        );
+    }
+
+    #[test]
+    fn a_clock_that_steps_back_does_not_stamp_an_earlier_time() {
+        let mut store = SequencerStore::open_in_memory().unwrap();
+        append_one(&mut store, "did:a", "2026-01-01T00:00:05.000Z");
+        assert_eq!(
+            store.stamp("2026-01-01T00:00:01.000Z"),
+            "2026-01-01T00:00:05.000Z"
+        );
+        append_one(&mut store, "did:a", "2026-01-01T00:00:01.000Z");
+        let rows = store.after(0, 10).unwrap();
+        assert_eq!(rows[1].sequenced_at, "2026-01-01T00:00:05.000Z");
+    }
+
+    proptest! {
+        /// The binary search finds what a scan of every stored event finds, with gaps left
+        /// by deleted accounts and runs of equal times.
+        #[test]
+        fn first_seq_since_matches_a_scan(
+            steps in proptest::collection::vec((0u8..3, 0u8..4), 1..60),
+            deleted in 0u8..4,
+            query in 0u32..200,
+        ) {
+            let mut store = SequencerStore::open_in_memory().unwrap();
+            let mut second = 0u32;
+            let mut last_of = std::collections::HashMap::new();
+            for (advance, did) in &steps {
+                second += u32::from(*advance);
+                let did = format!("did:{did}");
+                let seq = append_one(&mut store, &did, &format!("2026-01-01T00:{:02}:{:02}.000Z", second / 60, second % 60));
+                last_of.insert(did, seq);
+            }
+            let gone = format!("did:{deleted}");
+            if let Some(keep) = last_of.get(&gone) {
+                store.delete_for_did(&gone, *keep).unwrap();
+            }
+            let time = format!("2026-01-01T00:{:02}:{:02}.000Z", query / 60 % 60, query % 60);
+            let scan = store
+                .after(0, 1000)
+                .unwrap()
+                .into_iter()
+                .find(|r| r.sequenced_at >= time)
+                .map(|r| r.seq);
+            prop_assert_eq!(store.first_seq_since(&time).unwrap(), scan);
+        }
     }
 }

@@ -37,11 +37,18 @@ pub const PLC_MIGRATIONS: &[Migration] = &[Migration {
 }];
 
 /// The firehose log's migrations (`migrations/sequencer/`).
-pub const SEQUENCER_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../migrations/sequencer/0001_init.sql"),
-}];
+pub const SEQUENCER_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../migrations/sequencer/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "explicit_seq",
+        sql: include_str!("../../migrations/sequencer/0002_explicit_seq.sql"),
+    },
+];
 
 /// The DID document cache's migrations (`migrations/did_cache/`).
 pub const DID_CACHE_MIGRATIONS: &[Migration] = &[Migration {
