@@ -158,7 +158,49 @@ fn arb_ipld() -> impl Strategy<Value = Ipld> {
     })
 }
 
+/// Strategy for any `Ipld` the encoders take, valid atproto data or not: integers beyond 64
+/// bits, floats, map keys of every length class (byte length, not chars, decides order) and
+/// strings and bytes around each CBOR head size.
+fn arb_any_ipld() -> impl Strategy<Value = Ipld> {
+    let sized = || prop_oneof![0usize..30, 250usize..260, 65530usize..65540];
+    let leaf = prop_oneof![
+        Just(Ipld::Null),
+        any::<bool>().prop_map(Ipld::Bool),
+        any::<i64>().prop_map(|i| Ipld::Integer(i.into())),
+        any::<u64>().prop_map(|i| Ipld::Integer(i.into())),
+        (-3i128..3).prop_map(|d| Ipld::Integer(-(1i128 << 64) + d)),
+        (-3i128..3).prop_map(|d| Ipld::Integer((1i128 << 64) + d)),
+        any::<f64>().prop_map(Ipld::Float),
+        ".{0,30}".prop_map(Ipld::String),
+        sized().prop_map(|n| Ipld::String("é".repeat(n / 2))),
+        sized().prop_map(|n| Ipld::Bytes(vec![7; n])),
+        any::<[u8; 32]>().prop_map(|b| Ipld::Link(data::cbor_cid(&b))),
+    ];
+    let key = prop_oneof![
+        "[a-c]{0,3}",
+        ".{20,30}",
+        (20usize..30).prop_map(|n| "ü".repeat(n))
+    ];
+    leaf.prop_recursive(4, 64, 8, move |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..8).prop_map(Ipld::List),
+            proptest::collection::btree_map(key.clone(), inner, 0..10).prop_map(Ipld::Map),
+        ]
+    })
+}
+
 proptest! {
+    /// berth's own `Ipld` writer gives exactly `serde_ipld_dagcbor`'s bytes, or its error.
+    #[test]
+    fn direct_encoder_matches_serde_ipld_dagcbor(value in arb_any_ipld()) {
+        let ours = cbor::ipld_to_vec(&value).map_err(|e| e.to_string());
+        let theirs = serde_ipld_dagcbor::to_vec(&value).map_err(|e| e.to_string());
+        prop_assert_eq!(ours.is_ok(), theirs.is_ok());
+        if let (Ok(ours), Ok(theirs)) = (ours, theirs) {
+            prop_assert_eq!(ours, theirs);
+        }
+    }
+
     #[test]
     fn cbor_round_trips(value in arb_ipld()) {
         let bytes = cbor::encode(&value).unwrap();

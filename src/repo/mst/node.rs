@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use serde::Deserialize;
 
 use super::{MAX_KEY_LEN, MAX_NODE_BYTES, MAX_NODE_ENTRIES, common_prefix_len, key_layer};
+use crate::data::cbor::{write_head, write_link};
 use crate::data::{Cid, DAG_CBOR, SHA2_256, cbor_cid};
 use crate::repo::{BlockSource, RepoError};
 
@@ -183,21 +184,21 @@ impl NodeData {
         let mut out = Vec::with_capacity(48 + self.entries.len() * 96);
         out.push(0xa2); // map(2)
         out.extend_from_slice(b"\x61e");
-        head(&mut out, 4, self.entries.len() as u64);
+        write_head(&mut out, 4, self.entries.len() as u64);
         let mut prev: &[u8] = &[];
         for e in &self.entries {
             let key = e.key.as_bytes();
             let p = common_prefix_len(prev, key);
             out.push(0xa4); // map(4)
             out.extend_from_slice(b"\x61k");
-            head(&mut out, 2, (key.len() - p) as u64);
+            write_head(&mut out, 2, (key.len() - p) as u64);
             out.extend_from_slice(&key[p..]);
             out.extend_from_slice(b"\x61p");
-            head(&mut out, 0, p as u64);
+            write_head(&mut out, 0, p as u64);
             out.extend_from_slice(b"\x61t");
             opt_link(&mut out, e.right.as_ref());
             out.extend_from_slice(b"\x61v");
-            link(&mut out, &e.value);
+            write_link(&mut out, &e.value);
             prev = key;
         }
         out.extend_from_slice(b"\x61l");
@@ -219,35 +220,9 @@ pub(crate) fn set_gap(
     }
 }
 
-fn head(out: &mut Vec<u8>, major: u8, n: u64) {
-    let m = major << 5;
-    if n < 24 {
-        out.push(m | n as u8);
-    } else if n <= u8::MAX as u64 {
-        out.extend_from_slice(&[m | 24, n as u8]);
-    } else if n <= u16::MAX as u64 {
-        out.push(m | 25);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else if n <= u32::MAX as u64 {
-        out.push(m | 26);
-        out.extend_from_slice(&(n as u32).to_be_bytes());
-    } else {
-        out.push(m | 27);
-        out.extend_from_slice(&n.to_be_bytes());
-    }
-}
-
-fn link(out: &mut Vec<u8>, cid: &Cid) {
-    out.extend_from_slice(&[0xd8, 42]); // tag 42
-    head(out, 2, 1 + cid.encoded_len() as u64);
-    out.push(0); // multibase identity prefix
-    // Writing to a Vec cannot fail.
-    let _ = cid.write_bytes(&mut *out);
-}
-
 fn opt_link(out: &mut Vec<u8>, node: Option<&NodeRef>) {
     match node {
-        Some(n) => link(out, &n.cid()),
+        Some(n) => write_link(out, &n.cid()),
         None => out.push(0xf6), // null
     }
 }
