@@ -252,12 +252,12 @@ impl Shared {
         }
         if !rows.is_empty() {
             let appended = self.lock().and_then(|mut store| {
-                let time = store.stamp(&now).to_string();
                 let stored: Vec<(&str, &str, &[u8])> = rows
                     .iter()
                     .map(|(_, e, body)| (e.did.as_str(), e.kind.stored_name(), &body[..]))
                     .collect();
-                let seqs = store.append(&stored, &time)?;
+                let crate::store::sequencer::Appended { seqs, time } =
+                    store.append(&stored, &now)?;
                 for ((owner, e, body), seq) in rows.iter().zip(&seqs) {
                     let bytes = frames::message_frame_from_stored(e.kind, body, *seq, &time)
                         .unwrap_or_else(|_| frames::message_frame(e.kind, &e.body, *seq, &time));

@@ -1,8 +1,9 @@
 //! `sequencer.sqlite`: the persisted firehose log.
 //!
 //! Invariants:
-//! - Sequence numbers only grow and are never reused: each append takes the last one + 1, and
-//!   before events are deleted (account deletion) the last one is kept in `high_water`.
+//! - Sequence numbers only grow and are never reused: each append takes the last one + 1 (read
+//!   under the write lock, so another process appending to the file is seen), and before
+//!   events are deleted (account deletion) the last one is kept in `high_water`.
 //! - `sequenced_at` never decreases with `seq` (an append is never stamped earlier than the
 //!   one before, even if the clock steps back), so a time is found by binary search over seq.
 
@@ -20,6 +21,15 @@ pub struct SeqRow {
     /// DAG-CBOR body without `seq` and `time`.
     pub event: Vec<u8>,
     pub sequenced_at: String,
+}
+
+/// What [`SequencerStore::append`] stored.
+#[derive(Debug)]
+pub struct Appended {
+    /// The events' sequence numbers, in order.
+    pub seqs: Vec<i64>,
+    /// The `sequenced_at` they were stored with.
+    pub time: String,
 }
 
 pub struct SequencerStore {
@@ -40,13 +50,7 @@ impl SequencerStore {
     }
 
     fn with_conn(conn: Connection) -> Result<Self, StoreError> {
-        let (last_seq, last_time) = conn.query_row(
-            "SELECT max(coalesce((SELECT max(seq) FROM repo_seq), 0),
-                        coalesce((SELECT seq FROM high_water), 0)),
-                    coalesce((SELECT sequenced_at FROM repo_seq ORDER BY seq DESC LIMIT 1), '')",
-            [],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
-        )?;
+        let (last_seq, last_time) = stored_last(&conn)?;
         Ok(SequencerStore {
             conn,
             last_seq,
@@ -54,21 +58,24 @@ impl SequencerStore {
         })
     }
 
-    /// Appends events in one transaction; returns their sequence numbers in order.
+    /// Appends events in one transaction, stamped `now` (or the last event's time if the clock
+    /// went back); returns their sequence numbers in order and the time stamped.
     pub fn append(
         &mut self,
         events: &[(&str, &str, &[u8])],
-        sequenced_at: &str,
-    ) -> Result<Vec<i64>, StoreError> {
-        let time = if sequenced_at < self.last_time.as_str() {
-            self.last_time.clone()
-        } else {
-            sequenced_at.to_string()
-        };
-        let tx = self.conn.transaction()?;
-        let seqs: Vec<i64> = (1..=events.len() as i64)
-            .map(|i| self.last_seq + i)
-            .collect();
+        now: &str,
+    ) -> Result<Appended, StoreError> {
+        let time = now.max(self.last_time.as_str()).to_string();
+        // Immediate: the write lock is taken before the last number is read, so another
+        // process appending to the same file (a CLI command beside the server) is seen here
+        // rather than collided with.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let (stored_seq, stored_time) = stored_last(&tx)?;
+        let last_seq = self.last_seq.max(stored_seq);
+        let time = time.max(stored_time);
+        let seqs: Vec<i64> = (1..=events.len() as i64).map(|i| last_seq + i).collect();
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO repo_seq (seq, did, event_type, event, sequenced_at)
@@ -81,19 +88,9 @@ impl SequencerStore {
         tx.commit()?;
         if let Some(last) = seqs.last() {
             self.last_seq = *last;
-            self.last_time = time;
+            self.last_time.clone_from(&time);
         }
-        Ok(seqs)
-    }
-
-    /// The time stamped on the events of the next [`append`](Self::append) given `now`:
-    /// `now`, or the last event's time if the clock went back.
-    pub fn stamp<'a>(&'a self, now: &'a str) -> &'a str {
-        if now < self.last_time.as_str() {
-            &self.last_time
-        } else {
-            now
-        }
+        Ok(Appended { seqs, time })
     }
 
     /// Up to `limit` events with `seq > after`, in order.
@@ -175,13 +172,25 @@ impl SequencerStore {
     }
 }
 
+/// The last sequence number handed out as stored (the newest row or `high_water`, whichever is
+/// higher) and the newest event's time.
+fn stored_last(conn: &Connection) -> Result<(i64, String), StoreError> {
+    Ok(conn.query_row(
+        "SELECT max(coalesce((SELECT max(seq) FROM repo_seq), 0),
+                    coalesce((SELECT seq FROM high_water), 0)),
+                coalesce((SELECT sequenced_at FROM repo_seq ORDER BY seq DESC LIMIT 1), '')",
+        [],
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+    )?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
     fn append_one(store: &mut SequencerStore, did: &str, at: &str) -> i64 {
-        store.append(&[(did, "append", b"body")], at).unwrap()[0]
+        store.append(&[(did, "append", b"body")], at).unwrap().seqs[0]
     }
 
     #[test]
@@ -247,14 +256,36 @@ mod tests {
     }
 
     #[test]
+    fn two_stores_on_one_file_never_hand_out_the_same_number() {
+        // A CLI command beside the server opens the same file.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sequencer.sqlite");
+        let mut server = SequencerStore::open(&path, Durability::Off).unwrap();
+        let mut cli = SequencerStore::open(&path, Durability::Off).unwrap();
+        assert_eq!(
+            append_one(&mut server, "did:a", "2026-01-01T00:00:01.000Z"),
+            1
+        );
+        assert_eq!(append_one(&mut cli, "did:b", "2026-01-01T00:00:02.000Z"), 2);
+        assert_eq!(
+            append_one(&mut server, "did:a", "2026-01-01T00:00:01.500Z"),
+            3
+        );
+        // Stamped no earlier than the other store's event.
+        assert_eq!(
+            server.after(2, 1).unwrap()[0].sequenced_at,
+            "2026-01-01T00:00:02.000Z"
+        );
+    }
+
+    #[test]
     fn a_clock_that_steps_back_does_not_stamp_an_earlier_time() {
         let mut store = SequencerStore::open_in_memory().unwrap();
         append_one(&mut store, "did:a", "2026-01-01T00:00:05.000Z");
-        assert_eq!(
-            store.stamp("2026-01-01T00:00:01.000Z"),
-            "2026-01-01T00:00:05.000Z"
-        );
-        append_one(&mut store, "did:a", "2026-01-01T00:00:01.000Z");
+        let appended = store
+            .append(&[("did:a", "append", b"x")], "2026-01-01T00:00:01.000Z")
+            .unwrap();
+        assert_eq!(appended.time, "2026-01-01T00:00:05.000Z");
         let rows = store.after(0, 10).unwrap();
         assert_eq!(rows[1].sequenced_at, "2026-01-01T00:00:05.000Z");
     }
