@@ -66,3 +66,33 @@ fn refuses_a_database_from_a_newer_berth() {
     let err = sqlite::open(&path, ACTOR_MIGRATIONS, Durability::Off).unwrap_err();
     assert!(err.to_string().contains("999"), "{err}");
 }
+
+#[test]
+fn a_background_thread_checkpoints_what_the_writer_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.sqlite");
+    let mut conn = sqlite::open(&path, ACTOR_MIGRATIONS, Durability::Off).unwrap();
+    // The writer itself never checkpoints here, so only the helper's thread can move pages
+    // from the WAL into the database file.
+    conn.execute_batch("PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (x BLOB)")
+        .unwrap();
+    sqlite::checkpoint_in_background(&mut conn, &path, 16).unwrap();
+    let before = std::fs::metadata(&path).unwrap().len();
+    for _ in 0..200 {
+        conn.execute("INSERT INTO t (x) VALUES (?1)", [vec![7u8; 3000]])
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // 200 rows of 3,000 bytes take ~150 pages once checkpointed.
+    while std::fs::metadata(&path).unwrap().len() < before + 100 * 4096 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint reached the database file"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 200);
+}

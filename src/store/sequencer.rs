@@ -23,6 +23,9 @@ pub struct SeqRow {
     pub sequenced_at: String,
 }
 
+/// WAL frames that start a background checkpoint (the automatic checkpoints' 4,000).
+const CHECKPOINT_FRAMES: i32 = 4000;
+
 /// What [`SequencerStore::append`] stored.
 #[derive(Debug)]
 pub struct Appended {
@@ -42,7 +45,11 @@ pub struct SequencerStore {
 
 impl SequencerStore {
     pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
-        Self::with_conn(sqlite::open(path, SEQUENCER_MIGRATIONS, durability)?)
+        let mut conn = sqlite::open(path, SEQUENCER_MIGRATIONS, durability)?;
+        // Every write waits for the sequencer's round, so its checkpoints (a copy of ~16 MiB
+        // and an fsync) must not run inside one.
+        sqlite::checkpoint_in_background(&mut conn, path, CHECKPOINT_FRAMES)?;
+        Self::with_conn(conn)
     }
 
     pub fn open_in_memory() -> Result<Self, StoreError> {

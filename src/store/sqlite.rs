@@ -149,6 +149,47 @@ fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError
     Ok(())
 }
 
+/// Moves a WAL database's checkpoints off the connection that writes it: once a commit leaves
+/// `frames` or more frames in the WAL, a thread with a connection of its own copies them into
+/// the database file (`PRAGMA wal_checkpoint(PASSIVE)`, which never blocks the writer), so no
+/// commit waits for a checkpoint and its fsync. This replaces the writer's automatic
+/// checkpoints. The thread ends, closing its connection, when `conn` is dropped.
+pub fn checkpoint_in_background(
+    conn: &mut Connection,
+    path: &Path,
+    frames: i32,
+) -> Result<(), StoreError> {
+    let own = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    own.busy_timeout(std::time::Duration::from_secs(5))?;
+    // One pending request is enough: a checkpoint copies everything committed before it.
+    let (wake, requests) = std::sync::mpsc::sync_channel::<()>(1);
+    let label = path.display().to_string();
+    std::thread::Builder::new()
+        .name("berth-checkpoint".into())
+        .spawn(move || {
+            while requests.recv().is_ok() {
+                let done = own.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                });
+                match done {
+                    Ok((log, copied)) => tracing::trace!("{label}: checkpointed {copied}/{log}"),
+                    Err(e) => tracing::warn!("{label}: checkpoint: {e}"),
+                }
+            }
+        })?;
+    conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, in_wal: i32| {
+        if in_wal >= frames {
+            // Full means a checkpoint is already asked for; closed means shutting down.
+            let _ = wake.try_send(());
+        }
+        Ok(())
+    }))?;
+    Ok(())
+}
+
 /// Applies every migration newer than the database's `user_version`, each in its own transaction.
 pub fn migrate(
     conn: &mut Connection,
