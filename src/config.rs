@@ -171,7 +171,8 @@ pub struct DatabaseConfig {
     pub did_cache_db: PathBuf,
     /// `PDS_ACTOR_STORE_DIRECTORY` (default `<data>/actors`).
     pub actor_store_directory: PathBuf,
-    /// `PDS_SQLITE_DISABLE_WAL_AUTO_CHECKPOINT` (default false).
+    /// `PDS_SQLITE_DISABLE_WAL_AUTO_CHECKPOINT` (default false): the per-repo stores and the
+    /// sequencer leave WAL checkpoints to an external tool (Litestream, say).
     pub disable_wal_auto_checkpoint: bool,
     /// `PDS_SQLITE_SYNCHRONOUS` (berth only): `normal` (the default) or `full`, for the
     /// per-repo stores and the sequencer. `normal` is what the reference runs with (its

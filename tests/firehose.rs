@@ -559,3 +559,41 @@ async fn metrics_count_subscribers_and_time_each_delivery() {
     }
     assert_eq!(left, 0.0, "subscribers still counted after disconnecting");
 }
+
+/// Sequences ~5,000 WAL frames of events (more than a checkpoint's worth) and reports whether
+/// `sequencer.sqlite` itself grew within `wait`: only a checkpoint writes to it.
+async fn sequencer_checkpointed_within(env: &[(&str, &str)], wait: Duration) -> bool {
+    let pds = common::start_pds(env).await;
+    let path = pds.dir.path().join("sequencer.sqlite");
+    let before = std::fs::metadata(&path).unwrap().len();
+    let sequencer = pds.pds.sequencer.clone();
+    tokio::task::spawn_blocking(move || {
+        // An #identity event with a long handle is ~1 page, like a small commit.
+        let handle = format!("{}.test", "h".repeat(3000));
+        let event = berth::sequencer::Event {
+            did: "did:plc:checkpointtest".into(),
+            kind: berth::sequencer::frames::EventKind::Identity,
+            body: berth::sequencer::frames::identity_body("did:plc:checkpointtest", Some(&handle)),
+        };
+        for _ in 0..1250 {
+            sequencer.sequence(std::slice::from_ref(&event)).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + wait;
+    while tokio::time::Instant::now() < deadline {
+        if std::fs::metadata(&path).unwrap().len() > before + 1000 * 4096 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pds_sqlite_disable_wal_auto_checkpoint_leaves_the_log_to_an_external_tool() {
+    assert!(sequencer_checkpointed_within(&[], Duration::from_secs(30)).await);
+    let off = [("PDS_SQLITE_DISABLE_WAL_AUTO_CHECKPOINT", "true")];
+    assert!(!sequencer_checkpointed_within(&off, Duration::from_millis(500)).await);
+}

@@ -96,3 +96,25 @@ fn a_background_thread_checkpoints_what_the_writer_commits() {
         .unwrap();
     assert_eq!(rows, 200);
 }
+
+#[test]
+fn auto_checkpoints_can_be_left_to_an_external_tool() {
+    let dir = tempfile::tempdir().unwrap();
+    let off = sqlite::Tuning {
+        durability: Durability::Off,
+        auto_checkpoint: false,
+    };
+    let autocheckpoint = |conn: &rusqlite::Connection| -> i64 {
+        conn.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+            .unwrap()
+    };
+    let external = sqlite::open(&dir.path().join("a.sqlite"), ACTOR_MIGRATIONS, off).unwrap();
+    assert_eq!(autocheckpoint(&external), 0);
+    let own = sqlite::open(
+        &dir.path().join("b.sqlite"),
+        ACTOR_MIGRATIONS,
+        Durability::Off,
+    )
+    .unwrap();
+    assert_eq!(autocheckpoint(&own), 4000);
+}

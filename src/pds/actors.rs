@@ -19,7 +19,9 @@ use crate::crypto::Keypair;
 use crate::repo::Repo;
 use crate::store::StoreError;
 use crate::store::actor::{self, ActorStore, RecordReader};
+#[cfg(test)]
 use crate::store::sqlite::Durability;
+use crate::store::sqlite::Tuning;
 use crate::syntax::Did;
 use crate::xrpc::XrpcError;
 use std::collections::HashMap;
@@ -35,7 +37,7 @@ const READERS_PER_ACTOR: usize = 4;
 /// The registry of open actor stores.
 pub struct Actors {
     dir: PathBuf,
-    durability: Durability,
+    tuning: Tuning,
     open: Mutex<HashMap<String, Arc<Mutex<ActorState>>>>,
     /// Idle record readers by account, each with the [`Actors::closes`] count it was opened
     /// under.
@@ -97,10 +99,10 @@ impl ActorState {
 }
 
 impl Actors {
-    pub fn new(dir: PathBuf, durability: Durability) -> Self {
+    pub fn new(dir: PathBuf, tuning: impl Into<Tuning>) -> Self {
         Actors {
             dir,
-            durability,
+            tuning: tuning.into(),
             open: Mutex::new(HashMap::new()),
             readers: Mutex::new(HashMap::new()),
             closes: std::sync::atomic::AtomicU64::new(0),
@@ -139,7 +141,7 @@ impl Actors {
         let store = ActorStore::open(
             &actor::store_path(&self.dir, did.as_str()),
             did.as_str(),
-            self.durability,
+            self.tuning,
         )
         .map_err(store_error)?;
         let state = Arc::new(Mutex::new(ActorState {

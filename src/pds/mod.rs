@@ -131,10 +131,14 @@ impl Pds {
         let blobs = crate::blob::open_blob_store(&config.blobstore)?;
         let did_cache = crate::identity::DidCache::open(&config.db.did_cache_db)?;
         let dids = crate::identity::DidResolver::new(identity_config(&config), Some(did_cache))?;
+        let repo_tuning = crate::store::sqlite::Tuning {
+            durability: config.db.repo_durability,
+            auto_checkpoint: !config.db.disable_wal_auto_checkpoint,
+        };
         Ok(Pds {
             actors: Arc::new(actors::Actors::new(
                 config.db.actor_store_directory.clone(),
-                config.db.repo_durability,
+                repo_tuning,
             )),
             blobs,
             dids,
@@ -143,7 +147,7 @@ impl Pds {
             sequencer: {
                 let sequencer = crate::sequencer::Sequencer::open(
                     &config.db.sequencer_db,
-                    config.db.repo_durability,
+                    repo_tuning,
                     config.subscription.max_buffer,
                 )?;
                 // Relays hear from us when events flow (at most every 20 minutes each).

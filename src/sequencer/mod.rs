@@ -25,7 +25,7 @@ pub use group_commit::Ticket;
 use crate::data::cbor;
 use crate::store::StoreError;
 use crate::store::sequencer::{SeqRow, SequencerStore};
-use crate::store::sqlite::Durability;
+use crate::store::sqlite::Tuning;
 use bytes::Bytes;
 use frames::EventKind;
 use group_commit::{Committer, GroupCommit, TicketWaiter};
@@ -104,9 +104,9 @@ impl Drop for Writing {
 impl Sequencer {
     /// `buffer` is how many frames a live subscriber may fall behind before it is dropped
     /// (`PDS_MAX_SUBSCRIPTION_BUFFER`).
-    pub fn open(path: &Path, durability: Durability, buffer: usize) -> Result<Self, StoreError> {
+    pub fn open(path: &Path, tuning: impl Into<Tuning>, buffer: usize) -> Result<Self, StoreError> {
         Ok(Self::with_store(
-            SequencerStore::open(path, durability)?,
+            SequencerStore::open(path, tuning)?,
             buffer,
         ))
     }

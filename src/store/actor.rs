@@ -19,7 +19,7 @@
 
 use super::StoreError;
 use super::actor_index::{BlobCheck, index_commit};
-use super::sqlite::{self, ACTOR_MIGRATIONS, Durability};
+use super::sqlite::{self, ACTOR_MIGRATIONS, Tuning};
 use crate::crypto::{Curve, Keypair};
 use crate::data::Cid;
 use crate::repo::{BlockSource, CommitData, RecordOp, RepoError};
@@ -145,8 +145,8 @@ impl PendingNodes {
 
 impl ActorStore {
     /// Opens (creating if needed) the store at `path` for `did`.
-    pub fn open(path: &Path, did: &str, durability: Durability) -> Result<Self, StoreError> {
-        let conn = sqlite::open(path, ACTOR_MIGRATIONS, durability)?;
+    pub fn open(path: &Path, did: &str, tuning: impl Into<Tuning>) -> Result<Self, StoreError> {
+        let conn = sqlite::open(path, ACTOR_MIGRATIONS, tuning)?;
         let mut store = ActorStore {
             conn,
             did: did.to_string(),

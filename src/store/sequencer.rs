@@ -8,7 +8,9 @@
 //!   one before, even if the clock steps back), so a time is found by binary search over seq.
 
 use super::StoreError;
-use super::sqlite::{self, Durability, SEQUENCER_MIGRATIONS};
+#[cfg(test)]
+use super::sqlite::Durability;
+use super::sqlite::{self, SEQUENCER_MIGRATIONS, Tuning};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 
@@ -44,11 +46,14 @@ pub struct SequencerStore {
 }
 
 impl SequencerStore {
-    pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
-        let mut conn = sqlite::open(path, SEQUENCER_MIGRATIONS, durability)?;
+    pub fn open(path: &Path, tuning: impl Into<Tuning>) -> Result<Self, StoreError> {
+        let tuning = tuning.into();
+        let mut conn = sqlite::open(path, SEQUENCER_MIGRATIONS, tuning)?;
         // Every write waits for the sequencer's round, so its checkpoints (a copy of ~16 MiB
         // and an fsync) must not run inside one.
-        sqlite::checkpoint_in_background(&mut conn, path, CHECKPOINT_FRAMES)?;
+        if tuning.auto_checkpoint {
+            sqlite::checkpoint_in_background(&mut conn, path, CHECKPOINT_FRAMES)?;
+        }
         Self::with_conn(conn)
     }
 

@@ -79,12 +79,31 @@ impl Durability {
     }
 }
 
+/// How a database is opened: its [`Durability`], and whether its connection checkpoints the
+/// WAL itself (off with `PDS_SQLITE_DISABLE_WAL_AUTO_CHECKPOINT`, for an external tool such as
+/// Litestream to do it). A `Durability` alone means automatic checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    pub durability: Durability,
+    pub auto_checkpoint: bool,
+}
+
+impl From<Durability> for Tuning {
+    fn from(durability: Durability) -> Self {
+        Tuning {
+            durability,
+            auto_checkpoint: true,
+        }
+    }
+}
+
 /// Opens (creating if needed) a database file in WAL mode and brings its schema up to date.
 pub fn open(
     path: &Path,
     migrations: &[Migration],
-    durability: Durability,
+    tuning: impl Into<Tuning>,
 ) -> Result<Connection, StoreError> {
+    let tuning = tuning.into();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -94,7 +113,7 @@ pub fn open(
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    configure(&conn, durability)?;
+    configure(&conn, tuning)?;
     migrate(&mut conn, migrations, &path.display().to_string())?;
     Ok(conn)
 }
@@ -116,7 +135,7 @@ pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 /// Opens an in-memory database with the same schema (tests and scratch work).
 pub fn open_in_memory(migrations: &[Migration]) -> Result<Connection, StoreError> {
     let mut conn = Connection::open_in_memory()?;
-    configure(&conn, Durability::Off)?;
+    configure(&conn, Durability::Off.into())?;
     migrate(&mut conn, migrations, ":memory:")?;
     Ok(conn)
 }
@@ -133,7 +152,7 @@ fn stable_plans(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError> {
+fn configure(conn: &Connection, tuning: Tuning) -> Result<(), StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     stable_plans(conn)?;
     // journal_mode returns a row, so it is read rather than executed.
@@ -143,8 +162,9 @@ fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError
     // pages rewritten by consecutive commits reach the database file once.
     conn.execute_batch(&format!(
         "PRAGMA synchronous = {}; PRAGMA foreign_keys = ON; PRAGMA cache_size = -8192;
-         PRAGMA wal_autocheckpoint = 4000; PRAGMA journal_size_limit = 67108864;",
-        durability.pragma()
+         PRAGMA wal_autocheckpoint = {}; PRAGMA journal_size_limit = 67108864;",
+        tuning.durability.pragma(),
+        if tuning.auto_checkpoint { 4000 } else { 0 },
     ))?;
     Ok(())
 }
