@@ -69,14 +69,30 @@ fn refuses_a_database_from_a_newer_berth() {
 
 #[test]
 fn a_background_thread_checkpoints_what_the_writer_commits() {
+    pages_reach_the_file(|conn, path| {
+        sqlite::checkpoint_in_background(conn, path, 16).unwrap();
+    });
+}
+
+#[test]
+fn the_shared_thread_checkpoints_what_each_writer_commits() {
+    for _ in 0..2 {
+        pages_reach_the_file(|conn, path| {
+            sqlite::checkpoint_on_shared_thread(conn, path, 16).unwrap();
+        });
+    }
+}
+
+/// Writes ~150 pages through a connection whose own checkpoints are off after `start` has
+/// set up a helper, and waits until they reach the database file: only the helper's thread
+/// can have moved them there.
+fn pages_reach_the_file(start: impl Fn(&mut rusqlite::Connection, &std::path::Path)) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.sqlite");
     let mut conn = sqlite::open(&path, ACTOR_MIGRATIONS, Durability::Off).unwrap();
-    // The writer itself never checkpoints here, so only the helper's thread can move pages
-    // from the WAL into the database file.
     conn.execute_batch("PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (x BLOB)")
         .unwrap();
-    sqlite::checkpoint_in_background(&mut conn, &path, 16).unwrap();
+    start(&mut conn, &path);
     let before = std::fs::metadata(&path).unwrap().len();
     for _ in 0..200 {
         conn.execute("INSERT INTO t (x) VALUES (?1)", [vec![7u8; 3000]])

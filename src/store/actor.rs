@@ -146,7 +146,13 @@ impl PendingNodes {
 impl ActorStore {
     /// Opens (creating if needed) the store at `path` for `did`.
     pub fn open(path: &Path, did: &str, tuning: impl Into<Tuning>) -> Result<Self, StoreError> {
-        let conn = sqlite::open(path, ACTOR_MIGRATIONS, tuning)?;
+        let tuning = tuning.into();
+        let mut conn = sqlite::open(path, ACTOR_MIGRATIONS, tuning)?;
+        // A write holds its account's lock; a checkpoint (the repo's pages copied and fsynced)
+        // would hold up every write queued behind it.
+        if tuning.auto_checkpoint {
+            sqlite::checkpoint_on_shared_thread(&mut conn, path, 4000)?;
+        }
         let mut store = ActorStore {
             conn,
             did: did.to_string(),

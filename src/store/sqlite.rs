@@ -7,6 +7,8 @@
 use super::StoreError;
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, mpsc};
 
 /// One schema step, embedded in the binary.
 pub struct Migration {
@@ -204,6 +206,57 @@ pub fn checkpoint_in_background(
         if in_wal >= frames {
             // Full means a checkpoint is already asked for; closed means shutting down.
             let _ = wake.try_send(());
+        }
+        Ok(())
+    }))?;
+    Ok(())
+}
+
+/// [`checkpoint_in_background`] for databases too many for a thread each (the per-account
+/// stores): one thread, shared by all, takes their requests in turn and opens a connection for
+/// each checkpoint. A store deleted meanwhile is skipped (the connection never creates a file).
+/// Falls back to automatic checkpoints if the thread can't be started.
+pub fn checkpoint_on_shared_thread(
+    conn: &mut Connection,
+    path: &Path,
+    frames: i32,
+) -> Result<(), StoreError> {
+    type Request = (std::path::PathBuf, Arc<AtomicBool>);
+    static QUEUE: OnceLock<Option<mpsc::Sender<Request>>> = OnceLock::new();
+    let queue = QUEUE.get_or_init(|| {
+        let (send, requests) = mpsc::channel::<Request>();
+        let spawned = std::thread::Builder::new()
+            .name("berth-checkpoints".into())
+            .spawn(move || {
+                for (path, asked) in requests {
+                    let opened = Connection::open_with_flags(
+                        &path,
+                        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    );
+                    let done = opened.and_then(|c| {
+                        c.busy_timeout(std::time::Duration::from_secs(1))?;
+                        c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    });
+                    if let Err(e) = done {
+                        tracing::debug!("{}: checkpoint: {e}", path.display());
+                    }
+                    asked.store(false, Ordering::Release);
+                }
+            });
+        spawned.ok().map(|_| send)
+    });
+    let Some(send) = queue.clone() else {
+        return Ok(());
+    };
+    let path = path.to_path_buf();
+    // Set from the request until its checkpoint has run, so a busy store asks once.
+    let asked = Arc::new(AtomicBool::new(false));
+    conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, in_wal: i32| {
+        if in_wal >= frames
+            && !asked.swap(true, Ordering::AcqRel)
+            && send.send((path.clone(), asked.clone())).is_err()
+        {
+            asked.store(false, Ordering::Release);
         }
         Ok(())
     }))?;
