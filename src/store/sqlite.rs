@@ -235,6 +235,12 @@ pub fn checkpoint_on_shared_thread(
                     );
                     let done = opened.and_then(|c| {
                         c.busy_timeout(std::time::Duration::from_secs(1))?;
+                        // Closing this connection never removes the WAL, even if it was the
+                        // last one (SQLite also skips that when the file has been replaced).
+                        c.set_db_config(
+                            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                            true,
+                        )?;
                         c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
                     });
                     if let Err(e) = done {
