@@ -151,7 +151,7 @@ impl ActorStore {
         // A write holds its account's lock; a checkpoint (the repo's pages copied and fsynced)
         // would hold up every write queued behind it.
         if tuning.auto_checkpoint {
-            sqlite::checkpoint_on_shared_thread(&mut conn, path, 4000)?;
+            sqlite::checkpoint_on_shared_thread(&mut conn, path, sqlite::CHECKPOINT_FRAMES)?;
         }
         let mut store = ActorStore {
             conn,

@@ -25,9 +25,6 @@ pub struct SeqRow {
     pub sequenced_at: String,
 }
 
-/// WAL frames that start a background checkpoint (the automatic checkpoints' 4,000).
-const CHECKPOINT_FRAMES: i32 = 4000;
-
 /// What [`SequencerStore::append`] stored.
 #[derive(Debug)]
 pub struct Appended {
@@ -52,7 +49,7 @@ impl SequencerStore {
         // Every write waits for the sequencer's round, so its checkpoints (a copy of ~16 MiB
         // and an fsync) must not run inside one.
         if tuning.auto_checkpoint {
-            sqlite::checkpoint_in_background(&mut conn, path, CHECKPOINT_FRAMES)?;
+            sqlite::checkpoint_in_background(&mut conn, path, sqlite::CHECKPOINT_FRAMES)?;
         }
         Self::with_conn(conn)
     }

@@ -81,6 +81,10 @@ impl Durability {
     }
 }
 
+/// WAL frames after which a database is checkpointed, by its own connection or in the
+/// background (SQLite's default is 1,000; see [`configure`]).
+pub const CHECKPOINT_FRAMES: i32 = 4000;
+
 /// How a database is opened: its [`Durability`], and whether its connection checkpoints the
 /// WAL itself (off with `PDS_SQLITE_DISABLE_WAL_AUTO_CHECKPOINT`, for an external tool such as
 /// Litestream to do it). A `Durability` alone means automatic checkpoints.
@@ -166,7 +170,11 @@ fn configure(conn: &Connection, tuning: Tuning) -> Result<(), StoreError> {
         "PRAGMA synchronous = {}; PRAGMA foreign_keys = ON; PRAGMA cache_size = -8192;
          PRAGMA wal_autocheckpoint = {}; PRAGMA journal_size_limit = 67108864;",
         tuning.durability.pragma(),
-        if tuning.auto_checkpoint { 4000 } else { 0 },
+        if tuning.auto_checkpoint {
+            CHECKPOINT_FRAMES
+        } else {
+            0
+        },
     ))?;
     Ok(())
 }
@@ -187,7 +195,7 @@ pub fn checkpoint_in_background(
     )?;
     own.busy_timeout(std::time::Duration::from_secs(5))?;
     // One pending request is enough: a checkpoint copies everything committed before it.
-    let (wake, requests) = std::sync::mpsc::sync_channel::<()>(1);
+    let (wake, requests) = mpsc::sync_channel::<()>(1);
     let label = path.display().to_string();
     std::thread::Builder::new()
         .name("berth-checkpoint".into())
