@@ -184,13 +184,13 @@ impl SequencerStore {
 /// The last sequence number handed out as stored (the newest row or `high_water`, whichever is
 /// higher) and the newest event's time.
 fn stored_last(conn: &Connection) -> Result<(i64, String), StoreError> {
-    Ok(conn.query_row(
+    // Cached: every append runs it.
+    let mut stmt = conn.prepare_cached(
         "SELECT max(coalesce((SELECT max(seq) FROM repo_seq), 0),
                     coalesce((SELECT seq FROM high_water), 0)),
                 coalesce((SELECT sequenced_at FROM repo_seq ORDER BY seq DESC LIMIT 1), '')",
-        [],
-        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
-    )?)
+    )?;
+    Ok(stmt.query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 use super::StoreError;
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock, mpsc};
 
 /// One schema step, embedded in the binary.
@@ -179,11 +179,17 @@ fn configure(conn: &Connection, tuning: Tuning) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Moves a WAL database's checkpoints off the connection that writes it: once a commit leaves
-/// `frames` or more frames in the WAL, a thread with a connection of its own copies them into
-/// the database file (`PRAGMA wal_checkpoint(PASSIVE)`, which never blocks the writer), so no
-/// commit waits for a checkpoint and its fsync. This replaces the writer's automatic
-/// checkpoints. The thread ends, closing its connection, when `conn` is dropped.
+/// Moves a WAL database's checkpoints off the connection that writes it, in two steps.
+///
+/// Once a commit leaves `frames` or more frames in the WAL, a thread with a connection of its
+/// own copies them into the database file (`PRAGMA wal_checkpoint(PASSIVE)`, which never
+/// blocks the writer), so no commit waits for that copy and its fsyncs. Writes that land while
+/// it runs keep the log from being fully copied, and SQLite only restarts a log at the start of
+/// a write when every frame is in the database file; so after the thread's copy the writer's
+/// next commit copies the few frames left itself (no other write can land meanwhile), and the
+/// write after it starts the log again from the top. A later request waits for `frames` more
+/// frames, so a log that a long read kept from restarting is not copied again at every commit.
+/// The thread ends, closing its connection, when `conn` is dropped.
 pub fn checkpoint_in_background(
     conn: &mut Connection,
     path: &Path,
@@ -195,28 +201,22 @@ pub fn checkpoint_in_background(
     )?;
     own.busy_timeout(std::time::Duration::from_secs(5))?;
     // One pending request is enough: a checkpoint copies everything committed before it.
-    let (wake, requests) = mpsc::sync_channel::<()>(1);
+    let (wake, requests) = mpsc::sync_channel::<Arc<AtomicU8>>(1);
     let label = path.display().to_string();
     std::thread::Builder::new()
         .name("berth-checkpoint".into())
         .spawn(move || {
-            while requests.recv().is_ok() {
-                let done = own.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                    Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-                });
-                match done {
-                    Ok((log, copied)) => tracing::trace!("{label}: checkpointed {copied}/{log}"),
-                    Err(e) => tracing::warn!("{label}: checkpoint: {e}"),
+            while let Ok(phase) = requests.recv() {
+                if let Err(e) = copy_log(&own, frames) {
+                    tracing::warn!("{label}: checkpoint: {e}");
                 }
+                phase.store(COPIED, Ordering::Release);
             }
         })?;
-    conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, in_wal: i32| {
-        if in_wal >= frames {
-            // Full means a checkpoint is already asked for; closed means shutting down.
-            let _ = wake.try_send(());
-        }
-        Ok(())
-    }))?;
+    conn.wal_hook(Some(pace_checkpoints(frames, move |phase| {
+        // Full means a checkpoint is already asked for; closed means shutting down.
+        wake.try_send(phase).is_ok()
+    })))?;
     Ok(())
 }
 
@@ -229,14 +229,14 @@ pub fn checkpoint_on_shared_thread(
     path: &Path,
     frames: i32,
 ) -> Result<(), StoreError> {
-    type Request = (std::path::PathBuf, Arc<AtomicBool>);
+    type Request = (std::path::PathBuf, i32, Arc<AtomicU8>);
     static QUEUE: OnceLock<Option<mpsc::Sender<Request>>> = OnceLock::new();
     let queue = QUEUE.get_or_init(|| {
         let (send, requests) = mpsc::channel::<Request>();
         let spawned = std::thread::Builder::new()
             .name("berth-checkpoints".into())
             .spawn(move || {
-                for (path, asked) in requests {
+                for (path, frames, phase) in requests {
                     let opened = Connection::open_with_flags(
                         &path,
                         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -249,12 +249,12 @@ pub fn checkpoint_on_shared_thread(
                             rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
                             true,
                         )?;
-                        c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                        copy_log(&c, frames)
                     });
                     if let Err(e) = done {
                         tracing::debug!("{}: checkpoint: {e}", path.display());
                     }
-                    asked.store(false, Ordering::Release);
+                    phase.store(COPIED, Ordering::Release);
                 }
             });
         spawned.ok().map(|_| send)
@@ -263,18 +263,69 @@ pub fn checkpoint_on_shared_thread(
         return Ok(());
     };
     let path = path.to_path_buf();
-    // Set from the request until its checkpoint has run, so a busy store asks once.
-    let asked = Arc::new(AtomicBool::new(false));
-    conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, in_wal: i32| {
-        if in_wal >= frames
-            && !asked.swap(true, Ordering::AcqRel)
-            && send.send((path.clone(), asked.clone())).is_err()
-        {
-            asked.store(false, Ordering::Release);
+    conn.wal_hook(Some(pace_checkpoints(frames, move |phase| {
+        send.send((path.clone(), frames, phase)).is_ok()
+    })))?;
+    Ok(())
+}
+
+/// The thread's side of [`checkpoint_in_background`]: copies the log into the database file
+/// without blocking the writer, then again while the writes that landed during a pass are many
+/// (a few passes at most), so the copy left to the writer is short.
+fn copy_log(conn: &Connection, frames: i32) -> rusqlite::Result<()> {
+    let few = i64::from(frames / 32).max(16);
+    let mut copied_before = 0;
+    let mut passes = 0;
+    while passes < 4 {
+        let copied: i64 = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(2))?;
+        passes += 1;
+        if copied - copied_before < few && passes > 1 {
+            break;
+        }
+        copied_before = copied;
+    }
+    Ok(())
+}
+
+/// No checkpoint asked for.
+const IDLE: u8 = 0;
+/// A thread has been asked to copy the log.
+const ASKED: u8 = 1;
+/// The thread has copied it; the writer copies what came after.
+const COPIED: u8 = 2;
+
+/// The writer's side of [`checkpoint_in_background`]: a WAL hook that asks `request` for a
+/// checkpoint (passing the flag the thread sets to [`COPIED`]; `false` means it could not be
+/// asked), and finishes the copy at the first commit after it.
+fn pace_checkpoints(
+    frames: i32,
+    request: impl Fn(Arc<AtomicU8>) -> bool + Send + 'static,
+) -> impl FnMut(&mut rusqlite::hooks::Wal, i32) -> rusqlite::Result<()> + Send + 'static {
+    let phase = Arc::new(AtomicU8::new(IDLE));
+    let mut next_request = frames;
+    move |wal, in_wal| {
+        if in_wal < frames {
+            // The log was started again.
+            next_request = frames;
+        }
+        match phase.load(Ordering::Acquire) {
+            COPIED => {
+                if let Err(e) = wal.checkpoint_v2(rusqlite::wal::CheckpointMode::PASSIVE) {
+                    tracing::warn!("checkpoint after a commit: {e}");
+                }
+                phase.store(IDLE, Ordering::Release);
+                next_request = in_wal.saturating_add(frames);
+            }
+            IDLE if in_wal >= next_request => {
+                phase.store(ASKED, Ordering::Release);
+                if !request(phase.clone()) {
+                    phase.store(IDLE, Ordering::Release);
+                }
+            }
+            _ => {}
         }
         Ok(())
-    }))?;
-    Ok(())
+    }
 }
 
 /// Applies every migration newer than the database's `user_version`, each in its own transaction.
