@@ -1,9 +1,15 @@
-//! The reference's per-account write buckets (`PDS_RATE_LIMITS_ENABLED`): `repo-write-hour`
-//! (5,000 points an hour) and `repo-write-day` (35,000 points a day), where a create costs 3,
-//! an update 2 and a delete 1.
+//! The reference's rate limits (`PDS_RATE_LIMITS_ENABLED`, reference §10.2), in memory like
+//! the reference without Redis: fixed windows of points per (limit, key).
 //!
-//! Fixed windows in memory, like the reference without Redis. Invariant: a refused write
-//! consumes nothing, so a client that backs off is not penalised twice.
+//! - Per account: the write buckets `repo-write-hour` (5,000 points an hour) and
+//!   `repo-write-day` (35,000 a day), where a create costs 3, an update 2 and a delete 1; and
+//!   the email and handle routes' own limits.
+//! - Per client IP: `global-ip` (3,000 XRPC calls per 5 minutes, all methods but
+//!   `sync.getRepo`) and the limits of account creation, password reset, account deletion,
+//!   `uploadBlob` and `getRepo` ([`ip_limits`]). `createSession` is keyed by identifier and IP.
+//!
+//! Invariant: a refused call consumes nothing, so a client that backs off is not charged twice.
+//! Windows that have ended are dropped as the table grows, so memory follows live keys.
 
 use super::repo::WriteOp;
 use crate::syntax::Did;
@@ -12,15 +18,102 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-const BUCKETS: [(Duration, u32); 2] = [
-    (Duration::from_secs(3600), 5_000),
-    (Duration::from_secs(86_400), 35_000),
+/// One limit: at most `points` in each `window`, counted per key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub name: &'static str,
+    pub window: Duration,
+    pub points: u32,
+}
+
+const FIVE_MINUTES: Duration = Duration::from_secs(300);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+
+const fn limit(name: &'static str, window: Duration, points: u32) -> Limit {
+    Limit {
+        name,
+        window,
+        points,
+    }
+}
+
+const WRITE_BUCKETS: [Limit; 2] = [
+    limit("repo-write-hour", HOUR, 5_000),
+    limit("repo-write-day", DAY, 35_000),
 ];
 
-pub struct RateLimits {
-    enabled: bool,
-    /// Per DID and bucket: (window start, points used).
-    used: Mutex<HashMap<(String, usize), (Instant, u32)>>,
+/// Every XRPC call from one IP (except `sync.getRepo`, which has its own).
+pub const GLOBAL_IP: Limit = limit("global-ip", FIVE_MINUTES, 3_000);
+
+/// `createSession`, keyed by lower-cased identifier and IP.
+pub const CREATE_SESSION: [Limit; 2] = [
+    limit("createSession-5m", FIVE_MINUTES, 30),
+    limit("createSession-day", DAY, 300),
+];
+
+/// The per-account limits of the email and handle routes, by NSID.
+pub fn did_limits(nsid: &str) -> &'static [Limit] {
+    const ACCOUNT_DELETE: [Limit; 2] = [
+        limit("requestAccountDelete-hour", HOUR, 5),
+        limit("requestAccountDelete-day", DAY, 15),
+    ];
+    const EMAIL_CONFIRMATION: [Limit; 2] = [
+        limit("requestEmailConfirmation-hour", HOUR, 5),
+        limit("requestEmailConfirmation-day", DAY, 15),
+    ];
+    const EMAIL_UPDATE: [Limit; 2] = [
+        limit("requestEmailUpdate-hour", HOUR, 5),
+        limit("requestEmailUpdate-day", DAY, 15),
+    ];
+    const UPDATE_HANDLE: [Limit; 2] = [
+        limit("updateHandle-5m", FIVE_MINUTES, 10),
+        limit("updateHandle-day", DAY, 50),
+    ];
+    match nsid {
+        "com.atproto.server.requestAccountDelete" => &ACCOUNT_DELETE,
+        "com.atproto.server.requestEmailConfirmation" => &EMAIL_CONFIRMATION,
+        "com.atproto.server.requestEmailUpdate" => &EMAIL_UPDATE,
+        "com.atproto.identity.updateHandle" => &UPDATE_HANDLE,
+        _ => &[],
+    }
+}
+
+/// The per-IP limits of a method, besides [`GLOBAL_IP`] (which [`global_applies`] says).
+pub fn ip_limits(nsid: &str) -> &'static [Limit] {
+    const CREATE_ACCOUNT: [Limit; 1] = [limit("createAccount", FIVE_MINUTES, 100)];
+    const DELETE_ACCOUNT: [Limit; 1] = [limit("deleteAccount", FIVE_MINUTES, 50)];
+    const RESET_PASSWORD: [Limit; 1] = [limit("resetPassword", FIVE_MINUTES, 50)];
+    const REQUEST_PASSWORD_RESET: [Limit; 2] = [
+        limit("requestPasswordReset-hour", HOUR, 15),
+        limit("requestPasswordReset-day", DAY, 50),
+    ];
+    const UPLOAD_BLOB: [Limit; 1] = [limit("uploadBlob", DAY, 1_000)];
+    const GET_REPO: [Limit; 1] = [limit("getRepo", FIVE_MINUTES, 6_000)];
+    match nsid {
+        "com.atproto.server.createAccount" => &CREATE_ACCOUNT,
+        "com.atproto.server.deleteAccount" => &DELETE_ACCOUNT,
+        "com.atproto.server.resetPassword" => &RESET_PASSWORD,
+        "com.atproto.server.requestPasswordReset" => &REQUEST_PASSWORD_RESET,
+        "com.atproto.repo.uploadBlob" => &UPLOAD_BLOB,
+        "com.atproto.sync.getRepo" => &GET_REPO,
+        _ => &[],
+    }
+}
+
+/// Whether [`GLOBAL_IP`] counts calls to `nsid`.
+pub fn global_applies(nsid: &str) -> bool {
+    nsid != "com.atproto.sync.getRepo"
+}
+
+/// Where a key stands against the tightest of the limits it was charged to (the
+/// `RateLimit-*` response headers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    pub limit: Limit,
+    pub remaining: u32,
+    /// Until the window ends.
+    pub reset: Duration,
 }
 
 /// Points a batch of writes costs.
@@ -34,12 +127,35 @@ pub fn write_cost(ops: &[WriteOp]) -> u32 {
         .sum()
 }
 
+pub struct RateLimits {
+    enabled: bool,
+    used: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    /// Per (limit name, key): (window start, points used).
+    windows: HashMap<(&'static str, String), (Instant, u32)>,
+    /// Sweep ended windows when the table reaches this size (then twice what is left).
+    sweep_at: usize,
+}
+
+/// The smallest table that is swept.
+const SWEEP_AT: usize = 4_096;
+
 impl RateLimits {
     pub fn new(enabled: bool) -> Self {
         RateLimits {
             enabled,
-            used: Mutex::new(HashMap::new()),
+            used: Mutex::new(Table {
+                windows: HashMap::new(),
+                sweep_at: SWEEP_AT,
+            }),
         }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
     }
 
     /// Charges `ops` to the account, or refuses with `RateLimitExceeded`.
@@ -47,31 +163,96 @@ impl RateLimits {
         if !self.enabled {
             return Ok(());
         }
-        self.charge(did.as_str(), write_cost(ops), Instant::now())
+        self.charge(
+            &WRITE_BUCKETS,
+            did.as_str(),
+            write_cost(ops),
+            Instant::now(),
+        )
+        .map(|_| ())
+        .map_err(XrpcError::from)
     }
 
-    fn charge(&self, did: &str, cost: u32, now: Instant) -> Result<(), XrpcError> {
-        let mut used = self
-            .used
-            .lock()
-            .map_err(|_| XrpcError::internal("rate limit lock poisoned"))?;
-        // Check every bucket before charging any.
-        for (i, (window, limit)) in BUCKETS.iter().enumerate() {
-            if let Some((start, points)) = used.get(&(did.to_string(), i))
-                && now.duration_since(*start) < *window
-                && points + cost > *limit
-            {
-                return Err(XrpcError::rate_limit_exceeded());
+    /// Charges one call to `key` under each of `limits`, or refuses (see [`RateLimited`]).
+    /// `None` when limits are off or `limits` is empty.
+    pub fn check(&self, limits: &[Limit], key: &str) -> Result<Option<Standing>, RateLimited> {
+        if !self.enabled || limits.is_empty() {
+            return Ok(None);
+        }
+        self.charge(limits, key, 1, Instant::now()).map(Some)
+    }
+
+    /// Charges `cost` under every limit, or none if any would pass its points. On refusal
+    /// the error's standing is the limit that refused.
+    pub fn charge(
+        &self,
+        limits: &[Limit],
+        key: &str,
+        cost: u32,
+        now: Instant,
+    ) -> Result<Standing, RateLimited> {
+        let mut table = self.used.lock().map_err(|_| RateLimited(None))?;
+        let Table {
+            windows: used,
+            sweep_at,
+        } = &mut *table;
+        let current = |used: &HashMap<_, (Instant, u32)>, l: &Limit| -> (Duration, u32) {
+            match used.get(&(l.name, key.to_string())) {
+                Some((start, points)) if now.duration_since(*start) < l.window => {
+                    (l.window - now.duration_since(*start), *points)
+                }
+                _ => (l.window, 0),
+            }
+        };
+        // Check every limit before charging any.
+        for l in limits {
+            let (reset, points) = current(used, l);
+            if points.saturating_add(cost) > l.points {
+                return Err(RateLimited(Some(Standing {
+                    limit: *l,
+                    remaining: l.points.saturating_sub(points),
+                    reset,
+                })));
             }
         }
-        for (i, (window, _)) in BUCKETS.iter().enumerate() {
-            let entry = used.entry((did.to_string(), i)).or_insert((now, 0));
-            if now.duration_since(entry.0) >= *window {
+        if used.len() >= *sweep_at {
+            used.retain(|(name, _), (start, _)| {
+                let window = limits
+                    .iter()
+                    .chain(WRITE_BUCKETS.iter())
+                    .find(|l| l.name == *name)
+                    .map_or(DAY, |l| l.window);
+                now.duration_since(*start) < window
+            });
+            *sweep_at = (used.len() * 2).max(SWEEP_AT);
+        }
+        let mut tightest: Option<Standing> = None;
+        for l in limits {
+            let entry = used.entry((l.name, key.to_string())).or_insert((now, 0));
+            if now.duration_since(entry.0) >= l.window {
                 *entry = (now, 0);
             }
             entry.1 += cost;
+            let standing = Standing {
+                limit: *l,
+                remaining: l.points.saturating_sub(entry.1),
+                reset: l.window.saturating_sub(now.duration_since(entry.0)),
+            };
+            if tightest.is_none_or(|t| standing.remaining < t.remaining) {
+                tightest = Some(standing);
+            }
         }
-        Ok(())
+        tightest.ok_or(RateLimited(None))
+    }
+}
+
+/// A refused charge: the limit that refused (`None` only if the table's lock was poisoned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimited(pub Option<Standing>);
+
+impl From<RateLimited> for XrpcError {
+    fn from(_: RateLimited) -> Self {
+        XrpcError::rate_limit_exceeded()
     }
 }
 
@@ -79,21 +260,74 @@ impl RateLimits {
 mod tests {
     use super::*;
 
+    const MINUTE: Duration = Duration::from_secs(60);
+
     #[test]
     fn refuses_past_the_hourly_bucket_and_resets_after_the_window() {
         let limits = RateLimits::new(true);
         let t0 = Instant::now();
         for _ in 0..1666 {
-            limits.charge("did:plc:a", 3, t0).unwrap();
+            limits.charge(&WRITE_BUCKETS, "did:plc:a", 3, t0).unwrap();
         }
         // 4,998 used: one more create (3) would pass 5,000; a delete (1) still fits.
-        assert!(limits.charge("did:plc:a", 3, t0).is_err());
-        limits.charge("did:plc:a", 1, t0).unwrap();
+        assert!(limits.charge(&WRITE_BUCKETS, "did:plc:a", 3, t0).is_err());
+        limits.charge(&WRITE_BUCKETS, "did:plc:a", 1, t0).unwrap();
         // Another account has its own buckets.
-        limits.charge("did:plc:b", 3, t0).unwrap();
+        limits.charge(&WRITE_BUCKETS, "did:plc:b", 3, t0).unwrap();
         // A new hour window.
         limits
-            .charge("did:plc:a", 3, t0 + Duration::from_secs(3601))
+            .charge(
+                &WRITE_BUCKETS,
+                "did:plc:a",
+                3,
+                t0 + HOUR + Duration::from_secs(1),
+            )
             .unwrap();
+    }
+
+    #[test]
+    fn a_refusal_charges_no_limit_and_names_the_one_that_refused() {
+        let limits = RateLimits::new(true);
+        let t0 = Instant::now();
+        let pair = [limit("short", MINUTE, 3), limit("long", HOUR, 5)];
+        for expected in [2, 1, 0] {
+            let standing = limits.charge(&pair, "k", 1, t0).unwrap();
+            // The tightest of the two is reported.
+            assert_eq!(
+                (standing.limit.name, standing.remaining),
+                ("short", expected)
+            );
+        }
+        let refused = limits.charge(&pair, "k", 1, t0).unwrap_err();
+        assert_eq!(refused.0.map(|s| s.limit.name), Some("short"));
+        // The refusal did not charge `long`: after `short`'s window, two calls fit, not one.
+        let later = t0 + MINUTE;
+        let standing = limits.charge(&pair, "k", 1, later).unwrap();
+        assert_eq!((standing.limit.name, standing.remaining), ("long", 1));
+        limits.charge(&pair, "k", 1, later).unwrap();
+        assert_eq!(
+            limits
+                .charge(&pair, "k", 1, later)
+                .unwrap_err()
+                .0
+                .map(|s| s.limit.name),
+            Some("long")
+        );
+    }
+
+    #[test]
+    fn ended_windows_are_swept_as_the_table_grows() {
+        let limits = RateLimits::new(true);
+        let t0 = Instant::now();
+        let one = [limit("one", MINUTE, 1)];
+        for i in 0..SWEEP_AT {
+            limits.charge(&one, &format!("ip{i}"), 1, t0).unwrap();
+        }
+        // A minute later every window has ended; the next charge sweeps them.
+        limits.charge(&one, "fresh", 1, t0 + MINUTE).unwrap();
+        let size = limits.used.lock().unwrap().windows.len();
+        assert!(size < 10, "{size} entries left");
+        // A live window is kept.
+        assert!(limits.charge(&one, "fresh", 1, t0 + MINUTE).is_err());
     }
 }

@@ -180,11 +180,15 @@ pub fn router_with(state: AppState, extra: XrpcRoutes) -> Router {
         .route("/xrpc/{nsid}", any(unknown_method))
         .fallback(not_found);
 
-    // Layers run outside-in from the last one added: trace, CORS, error normalisation, then
-    // the body limit, so CORS headers land on normalised errors and the limit's own 413 is
-    // normalised.
+    // Layers run outside-in from the last one added: trace, CORS, error normalisation, the
+    // per-IP rate limits, then the body limit, so CORS headers land on normalised errors and
+    // the limit's own 413 is normalised.
     app.layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::api::limits::limit_xrpc,
+        ))
         .layer(middleware::from_fn(normalize_xrpc_errors))
         .layer(cors())
         .layer(TraceLayer::new_for_http())

@@ -1,6 +1,8 @@
 //! `com.atproto.identity.*`: handles, and the identity steps of a migration in.
 
 use crate::api::auth::AccessAuth;
+use crate::api::limits::Caller;
+use crate::pds::rate_limits;
 use crate::server::AppState;
 use crate::server::XrpcRoutes;
 use crate::xrpc::{XrpcError, XrpcJson, XrpcQuery};
@@ -44,9 +46,15 @@ async fn resolve_handle(
 
 async fn update_handle(
     State(state): State<AppState>,
+    caller: Caller,
     auth: AccessAuth,
     XrpcJson(input): XrpcJson<HandleParam>,
 ) -> Result<Json<Value>, XrpcError> {
+    caller.check(
+        &state,
+        rate_limits::did_limits("com.atproto.identity.updateHandle"),
+        auth.did.as_str(),
+    )?;
     state.pds()?.update_handle(&auth.did, &input.handle).await?;
     Ok(Json(json!({})))
 }

@@ -2,6 +2,8 @@
 
 use crate::account::ADMIN_INVITE_ACCOUNT;
 use crate::api::auth::{AccessAuth, RefreshAuth, require_admin};
+use crate::api::limits::Caller;
+use crate::pds::rate_limits;
 use crate::pds::{Session, SignUp};
 use crate::server::AppState;
 use crate::server::XrpcRoutes;
@@ -167,8 +169,11 @@ struct CreateSessionInput {
 
 async fn create_session(
     State(state): State<AppState>,
+    caller: Caller,
     XrpcJson(input): XrpcJson<CreateSessionInput>,
 ) -> Result<Json<Value>, XrpcError> {
+    let key = format!("{}-{}", input.identifier.to_lowercase(), caller.ip);
+    caller.check(&state, &rate_limits::CREATE_SESSION, &key)?;
     let session = state
         .pds()?
         .create_session(&input.identifier, &input.password)
@@ -461,9 +466,15 @@ async fn reserve_signing_key(
 
 async fn request_email_confirmation(
     State(state): State<AppState>,
+    caller: Caller,
     auth: AccessAuth,
 ) -> Result<Json<Value>, XrpcError> {
     auth.require_standard()?;
+    caller.check(
+        &state,
+        rate_limits::did_limits("com.atproto.server.requestEmailConfirmation"),
+        auth.did.as_str(),
+    )?;
     state.pds()?.request_email_confirmation(&auth.did).await?;
     Ok(Json(json!({})))
 }
@@ -489,9 +500,15 @@ async fn confirm_email(
 
 async fn request_email_update(
     State(state): State<AppState>,
+    caller: Caller,
     auth: AccessAuth,
 ) -> Result<Json<Value>, XrpcError> {
     auth.require_full()?;
+    caller.check(
+        &state,
+        rate_limits::did_limits("com.atproto.server.requestEmailUpdate"),
+        auth.did.as_str(),
+    )?;
     let token_required = state.pds()?.request_email_update(&auth.did).await?;
     Ok(Json(json!({ "tokenRequired": token_required })))
 }
@@ -548,9 +565,15 @@ async fn reset_password(
 
 async fn request_account_delete(
     State(state): State<AppState>,
+    caller: Caller,
     auth: AccessAuth,
 ) -> Result<Json<Value>, XrpcError> {
     auth.require_full()?;
+    caller.check(
+        &state,
+        rate_limits::did_limits("com.atproto.server.requestAccountDelete"),
+        auth.did.as_str(),
+    )?;
     state.pds()?.request_account_delete(&auth.did).await?;
     Ok(Json(json!({})))
 }
