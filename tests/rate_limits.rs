@@ -258,3 +258,74 @@ async fn handle_changes_are_limited_per_account() {
     let res = update(&bob["accessJwt"], "bob2.test").await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn repo_writes_spend_the_accounts_points_unless_bypassed() {
+    let h = start_pds(&[ON, ("PDS_RATE_LIMIT_BYPASS_KEY", "let-me-in")]).await;
+    let body =
+        json!({"handle": "carol.test", "email": "carol@example.com", "password": "correct horse"});
+    let carol: Value = call(
+        &h,
+        "com.atproto.server.createAccount",
+        Some(body),
+        None,
+        &[],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let did = carol["did"].as_str().unwrap();
+    let token = carol["accessJwt"].as_str().unwrap();
+    // 200 creates cost 600 points; the hourly bucket holds 5,000.
+    let batch = |n: usize| {
+        let writes: Vec<Value> = (0..200)
+            .map(|i| {
+                json!({
+                    "$type": "com.atproto.repo.applyWrites#create",
+                    "collection": "app.bsky.feed.post",
+                    "value": {"$type": "app.bsky.feed.post", "text": format!("{n}/{i}"),
+                              "createdAt": "2026-11-23T12:00:00.000Z"}
+                })
+            })
+            .collect();
+        json!({"repo": did, "writes": writes})
+    };
+    let apply = |n: usize, key: Option<&'static str>| {
+        let mut req = h
+            .http
+            .post(format!("{}/xrpc/com.atproto.repo.applyWrites", h.url))
+            .bearer_auth(token)
+            .json(&batch(n));
+        if let Some(key) = key {
+            req = req.header("x-ratelimit-bypass", key);
+        }
+        req.send()
+    };
+    for n in 0..8 {
+        let res = apply(n, None).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "batch {n}");
+    }
+    let head = |h: &TestPds| {
+        let url = format!("{}/xrpc/com.atproto.sync.getLatestCommit?did={did}", h.url);
+        let http = h.http.clone();
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let before = head(&h).await;
+    // 4,800 spent: the ninth batch would pass 5,000 and is refused whole.
+    let res = apply(8, None).await.unwrap();
+    assert_eq!(error_of(res).await.1, "RateLimitExceeded");
+    assert_eq!(head(&h).await, before);
+    // With the bypass key it goes through, and charges nothing.
+    let res = apply(8, Some("let-me-in")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_ne!(head(&h).await, before);
+}

@@ -69,6 +69,9 @@ pub struct WriteOptions {
     pub dedupe_backlinks: bool,
     /// `applyWrites` refuses a delete of a missing record; `deleteRecord` makes it a no-op.
     pub missing_delete_is_noop: bool,
+    /// The caller sent the rate-limit bypass key or comes from a bypass IP: the account's
+    /// write points are not charged.
+    pub rate_limit_bypass: bool,
 }
 
 /// The result of one op, in request order.
@@ -178,7 +181,9 @@ impl Pds {
             )));
         }
         let account = self.writable_account(auth_did, repo).await?;
-        self.rate_limits.check_writes(&account.did, &ops)?;
+        if !opts.rate_limit_bypass {
+            self.rate_limits.check_writes(&account.did, &ops)?;
+        }
         let mode = ValidationMode::from_param(opts.validate);
         let prepared = ops
             .into_iter()

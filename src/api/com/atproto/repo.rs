@@ -1,6 +1,7 @@
 //! `com.atproto.repo.*`: record writes and reads.
 
 use crate::api::auth::AccessAuth;
+use crate::api::limits::Caller;
 use crate::data::Cid;
 use crate::pds::repo::{OpResult, WriteOp, WriteOptions, WriteOutcome};
 use crate::server::AppState;
@@ -64,6 +65,7 @@ struct CreateRecordInput {
 
 async fn create_record(
     State(state): State<AppState>,
+    caller: Caller,
     auth: AccessAuth,
     XrpcJson(input): RecordJson<CreateRecordInput>,
 ) -> Result<Json<Value>, XrpcError> {
@@ -73,6 +75,7 @@ async fn create_record(
         swap_commit: swap_commit(input.swap_commit)?,
         dedupe_backlinks: true,
         missing_delete_is_noop: false,
+        rate_limit_bypass: caller.bypass,
     };
     let op = WriteOp::Create {
         collection: input.collection,
@@ -101,6 +104,7 @@ struct PutRecordInput {
 
 async fn put_record(
     State(state): State<AppState>,
+    caller: Caller,
     auth: AccessAuth,
     XrpcJson(input): RecordJson<PutRecordInput>,
 ) -> Result<Json<Value>, XrpcError> {
@@ -108,6 +112,7 @@ async fn put_record(
     let opts = WriteOptions {
         validate: input.validate,
         swap_commit: swap_commit(input.swap_commit)?,
+        rate_limit_bypass: caller.bypass,
         ..WriteOptions::default()
     };
     let op = WriteOp::Put {
@@ -136,6 +141,7 @@ struct DeleteRecordInput {
 
 async fn delete_record(
     State(state): State<AppState>,
+    caller: Caller,
     auth: AccessAuth,
     XrpcJson(input): XrpcJson<DeleteRecordInput>,
 ) -> Result<Json<Value>, XrpcError> {
@@ -143,6 +149,7 @@ async fn delete_record(
     let opts = WriteOptions {
         swap_commit: swap_commit(input.swap_commit)?,
         missing_delete_is_noop: true,
+        rate_limit_bypass: caller.bypass,
         ..WriteOptions::default()
     };
     let op = WriteOp::Delete {
@@ -207,6 +214,7 @@ struct ApplyWritesInput {
 
 async fn apply_writes(
     State(state): State<AppState>,
+    caller: Caller,
     auth: AccessAuth,
     XrpcJson(input): RecordJson<ApplyWritesInput>,
 ) -> Result<Json<Value>, XrpcError> {
@@ -226,6 +234,7 @@ async fn apply_writes(
     let opts = WriteOptions {
         validate: input.validate,
         swap_commit: swap_commit(input.swap_commit)?,
+        rate_limit_bypass: caller.bypass,
         ..WriteOptions::default()
     };
     let outcome = state
