@@ -284,7 +284,7 @@ pub struct RateLimitConfig {
     /// `PDS_RATE_LIMIT_BYPASS_KEY`, compared to the `x-ratelimit-bypass` header.
     pub bypass_key: Option<Secret<String>>,
     /// `PDS_RATE_LIMIT_BYPASS_IPS`, CIDR suffixes stripped (exact IPs only, as the reference).
-    pub bypass_ips: Vec<String>,
+    pub bypass_ips: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -735,17 +735,21 @@ impl Config {
         let report_service = service_ref(&v, "PDS_REPORT_SERVICE_URL", "PDS_REPORT_SERVICE_DID")?
             .or_else(|| mod_service.clone());
 
+        let mut bypass_ips = Vec::new();
+        for entry in v.list("PDS_RATE_LIMIT_BYPASS_IPS") {
+            let addr = entry
+                .split_once('/')
+                .map_or(entry.as_str(), |(addr, _)| addr);
+            bypass_ips.push(addr.parse().map_err(|_| ConfigError::Invalid {
+                var: "PDS_RATE_LIMIT_BYPASS_IPS",
+                value: format!("{:?}", entry.chars().take(64).collect::<String>()),
+                expected: "a list of IP addresses",
+            })?);
+        }
         let rate_limits = RateLimitConfig {
             enabled: v.bool("PDS_RATE_LIMITS_ENABLED")?.unwrap_or(false),
             bypass_key: v.str("PDS_RATE_LIMIT_BYPASS_KEY").map(Secret),
-            bypass_ips: v
-                .list("PDS_RATE_LIMIT_BYPASS_IPS")
-                .into_iter()
-                .map(|ip| match ip.split_once('/') {
-                    Some((addr, _)) => addr.to_owned(),
-                    None => ip,
-                })
-                .collect(),
+            bypass_ips,
         };
 
         let mut crawlers = Vec::new();

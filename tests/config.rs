@@ -300,6 +300,10 @@ fn invalid_values_name_their_variable() {
             "PDS_ENTRYWAY_URL",
         ),
         (&[("PDS_DPOP_SECRET", "short")], "PDS_DPOP_SECRET"),
+        (
+            &[("PDS_RATE_LIMIT_BYPASS_IPS", "10.0.0.1/32, localhost")],
+            "PDS_RATE_LIMIT_BYPASS_IPS",
+        ),
     ];
     for (pairs, var) in cases {
         let e = err(&with(pairs));

@@ -32,12 +32,7 @@ impl Caller {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-        let bypass_ips: Vec<IpAddr> = config
-            .bypass_ips
-            .iter()
-            .filter_map(|ip| ip.parse().ok())
-            .collect();
-        let ip = client_ip(peer, &parts.headers, &bypass_ips);
+        let ip = client_ip(peer, &parts.headers, &config.bypass_ips);
         let key_matches = match (&config.bypass_key, parts.headers.get("x-ratelimit-bypass")) {
             (Some(key), Some(sent)) => {
                 crate::auth::constant_time_eq(key.expose().as_bytes(), sent.as_bytes())
@@ -46,7 +41,7 @@ impl Caller {
         };
         Caller {
             ip,
-            bypass: key_matches || bypass_ips.contains(&ip),
+            bypass: key_matches || config.bypass_ips.contains(&ip),
         }
     }
 
@@ -148,9 +143,7 @@ pub async fn limit_xrpc(State(state): State<AppState>, req: Request, next: Next)
         }
         Err(RateLimited(standing)) => {
             let mut resp = XrpcError::rate_limit_exceeded().into_response();
-            if let Some(standing) = standing {
-                set_headers(resp.headers_mut(), &standing);
-            }
+            set_headers(resp.headers_mut(), &standing);
             resp
         }
     }

@@ -15,7 +15,7 @@ use super::repo::WriteOp;
 use crate::syntax::Did;
 use crate::xrpc::XrpcError;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// One limit: at most `points` in each `window`, counted per key.
@@ -132,15 +132,24 @@ pub struct RateLimits {
     used: Mutex<Table>,
 }
 
+/// Per key: (window start, points used).
+type Counters = HashMap<String, (Instant, u32)>;
+
 #[derive(Default)]
 struct Table {
-    /// Per (limit name, key): (window start, points used).
-    windows: HashMap<(&'static str, String), (Instant, u32)>,
-    /// Sweep ended windows when the table reaches this size (then twice what is left).
+    /// Per limit name: its window, and its counters.
+    windows: HashMap<&'static str, (Duration, Counters)>,
+    /// Sweep ended windows when this many keys are held (then twice what is left).
     sweep_at: usize,
 }
 
-/// The smallest table that is swept.
+impl Table {
+    fn keys(&self) -> usize {
+        self.windows.values().map(|(_, keys)| keys.len()).sum()
+    }
+}
+
+/// The fewest keys held before ended windows are swept.
 const SWEEP_AT: usize = 4_096;
 
 impl RateLimits {
@@ -179,56 +188,51 @@ impl RateLimits {
         if !self.enabled || limits.is_empty() {
             return Ok(None);
         }
-        self.charge(limits, key, 1, Instant::now()).map(Some)
+        self.charge(limits, key, 1, Instant::now())
     }
 
     /// Charges `cost` under every limit, or none if any would pass its points. On refusal
-    /// the error's standing is the limit that refused.
+    /// the error's standing is the limit that refused. `None` if `limits` is empty.
     pub fn charge(
         &self,
         limits: &[Limit],
         key: &str,
         cost: u32,
         now: Instant,
-    ) -> Result<Standing, RateLimited> {
-        let mut table = self.used.lock().map_err(|_| RateLimited(None))?;
-        let Table {
-            windows: used,
-            sweep_at,
-        } = &mut *table;
-        let current = |used: &HashMap<_, (Instant, u32)>, l: &Limit| -> (Duration, u32) {
-            match used.get(&(l.name, key.to_string())) {
-                Some((start, points)) if now.duration_since(*start) < l.window => {
-                    (l.window - now.duration_since(*start), *points)
-                }
-                _ => (l.window, 0),
-            }
-        };
+    ) -> Result<Option<Standing>, RateLimited> {
+        // The table holds only counters: one left mid-update by a panic is harmless.
+        let mut table = self.used.lock().unwrap_or_else(PoisonError::into_inner);
         // Check every limit before charging any.
         for l in limits {
-            let (reset, points) = current(used, l);
+            let used = table
+                .windows
+                .get(l.name)
+                .and_then(|(_, keys)| keys.get(key))
+                .filter(|(start, _)| now.duration_since(*start) < l.window);
+            let (reset, points) = used.map_or((l.window, 0), |(start, points)| {
+                (l.window - now.duration_since(*start), *points)
+            });
             if points.saturating_add(cost) > l.points {
-                return Err(RateLimited(Some(Standing {
+                return Err(RateLimited(Standing {
                     limit: *l,
                     remaining: l.points.saturating_sub(points),
                     reset,
-                })));
+                }));
             }
         }
-        if used.len() >= *sweep_at {
-            used.retain(|(name, _), (start, _)| {
-                let window = limits
-                    .iter()
-                    .chain(WRITE_BUCKETS.iter())
-                    .find(|l| l.name == *name)
-                    .map_or(DAY, |l| l.window);
-                now.duration_since(*start) < window
-            });
-            *sweep_at = (used.len() * 2).max(SWEEP_AT);
+        if table.keys() >= table.sweep_at {
+            for (window, keys) in table.windows.values_mut() {
+                keys.retain(|_, (start, _)| now.duration_since(*start) < *window);
+            }
+            table.sweep_at = (table.keys() * 2).max(SWEEP_AT);
         }
         let mut tightest: Option<Standing> = None;
         for l in limits {
-            let entry = used.entry((l.name, key.to_string())).or_insert((now, 0));
+            let (_, keys) = table
+                .windows
+                .entry(l.name)
+                .or_insert_with(|| (l.window, HashMap::new()));
+            let entry = keys.entry(key.to_owned()).or_insert((now, 0));
             if now.duration_since(entry.0) >= l.window {
                 *entry = (now, 0);
             }
@@ -242,13 +246,13 @@ impl RateLimits {
                 tightest = Some(standing);
             }
         }
-        tightest.ok_or(RateLimited(None))
+        Ok(tightest)
     }
 }
 
-/// A refused charge: the limit that refused (`None` only if the table's lock was poisoned).
+/// A refused charge, with the standing of the limit that refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimited(pub Option<Standing>);
+pub struct RateLimited(pub Standing);
 
 impl From<RateLimited> for XrpcError {
     fn from(_: RateLimited) -> Self {
@@ -291,7 +295,7 @@ mod tests {
         let t0 = Instant::now();
         let pair = [limit("short", MINUTE, 3), limit("long", HOUR, 5)];
         for expected in [2, 1, 0] {
-            let standing = limits.charge(&pair, "k", 1, t0).unwrap();
+            let standing = limits.charge(&pair, "k", 1, t0).unwrap().unwrap();
             // The tightest of the two is reported.
             assert_eq!(
                 (standing.limit.name, standing.remaining),
@@ -299,10 +303,10 @@ mod tests {
             );
         }
         let refused = limits.charge(&pair, "k", 1, t0).unwrap_err();
-        assert_eq!(refused.0.map(|s| s.limit.name), Some("short"));
+        assert_eq!(refused.0.limit.name, "short");
         // The refusal did not charge `long`: after `short`'s window, two calls fit, not one.
         let later = t0 + MINUTE;
-        let standing = limits.charge(&pair, "k", 1, later).unwrap();
+        let standing = limits.charge(&pair, "k", 1, later).unwrap().unwrap();
         assert_eq!((standing.limit.name, standing.remaining), ("long", 1));
         limits.charge(&pair, "k", 1, later).unwrap();
         assert_eq!(
@@ -310,8 +314,9 @@ mod tests {
                 .charge(&pair, "k", 1, later)
                 .unwrap_err()
                 .0
-                .map(|s| s.limit.name),
-            Some("long")
+                .limit
+                .name,
+            "long"
         );
     }
 
@@ -325,7 +330,7 @@ mod tests {
         }
         // A minute later every window has ended; the next charge sweeps them.
         limits.charge(&one, "fresh", 1, t0 + MINUTE).unwrap();
-        let size = limits.used.lock().unwrap().windows.len();
+        let size = limits.used.lock().unwrap().keys();
         assert!(size < 10, "{size} entries left");
         // A live window is kept.
         assert!(limits.charge(&one, "fresh", 1, t0 + MINUTE).is_err());
