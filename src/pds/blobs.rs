@@ -71,36 +71,15 @@ impl Pds {
                     .store
                     .record_upload(&up.cid, &up.mime_type, up.size, &up.temp_key)
                     .map_err(store_error)?;
-                match &outcome {
-                    UploadRecorded::Referenced => {
-                        super::actors::block_on(
-                            &rt,
-                            blobs.make_permanent(&st.did, &up.temp_key, &up.cid),
-                        )
-                        .map_err(|e| XrpcError::internal(format!("making blob permanent: {e}")))?;
-                        st.store
-                            .mark_blob_permanent(&up.cid, &up.temp_key)
-                            .map_err(store_error)?;
-                    }
-                    UploadRecorded::Temporary { .. } => {
-                        // Orphan collection may have removed the object before the row
-                        // existed; it checks for the row under this same lock, so after this
-                        // check the object stays.
-                        let present =
-                            super::actors::block_on(&rt, blobs.has_temp(&st.did, &up.temp_key))
-                                .map_err(|e| {
-                                    XrpcError::internal(format!("checking upload: {e}"))
-                                })?;
-                        if !present {
-                            st.store
-                                .forget_upload(&up.cid, &up.temp_key)
-                                .map_err(store_error)?;
-                            return Err(XrpcError::internal(
-                                "temporary upload vanished before it was recorded",
-                            ));
-                        }
-                    }
-                    UploadRecorded::AlreadyPermanent | UploadRecorded::TakenDown => {}
+                if let UploadRecorded::Referenced = outcome {
+                    super::actors::block_on(
+                        &rt,
+                        blobs.make_permanent(&st.did, &up.temp_key, &up.cid),
+                    )
+                    .map_err(|e| XrpcError::internal(format!("making blob permanent: {e}")))?;
+                    st.store
+                        .mark_blob_permanent(&up.cid, &up.temp_key)
+                        .map_err(store_error)?;
                 }
                 Ok(outcome)
             })
@@ -115,6 +94,26 @@ impl Pds {
                 }
             });
         };
+        // Orphan collection may have removed the object before its row existed. It deletes
+        // only objects with no row, checking under the account's lock, so once the row is in
+        // the answer cannot change: the check needs neither the lock nor a blocking thread.
+        if let Ok(UploadRecorded::Temporary { .. }) = &recorded
+            && !self
+                .blobs
+                .has_temp(did, &uploaded.temp_key)
+                .await
+                .map_err(|e| XrpcError::internal(format!("checking upload: {e}")))?
+        {
+            let (cid, key) = (uploaded.cid, uploaded.temp_key.clone());
+            self.actors
+                .run_quick(did, move |st| {
+                    st.store.forget_upload(&cid, &key).map_err(store_error)
+                })
+                .await?;
+            return Err(XrpcError::internal(
+                "temporary upload vanished before it was recorded",
+            ));
+        }
         match recorded {
             Err(e) => {
                 drop_temp(uploaded.temp_key.clone());
