@@ -631,6 +631,39 @@ async fn gc_racing_writers_never_loses_a_referenced_blob() {
     }
 }
 
+/// Uploads of the same bytes racing each other: each new upload takes over the temporary row
+/// and drops the previous upload's file, and none of them may fail for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_uploads_of_the_same_bytes_all_succeed() {
+    let c = std::sync::Arc::new(Client::new(&[]).await);
+    let bytes = std::sync::Arc::new(png(7, 192 * 1024));
+    let mut uploaders = Vec::new();
+    for _ in 0..6 {
+        let (c, bytes) = (c.clone(), bytes.clone());
+        uploaders.push(tokio::spawn(async move {
+            let mut cids = Vec::new();
+            for _ in 0..15 {
+                let (s, v) = c.upload(&bytes, "image/png").await;
+                assert_eq!(s, StatusCode::OK, "{v}");
+                cids.push(cid_of(&v["blob"]));
+            }
+            cids
+        }));
+    }
+    let mut cids = std::collections::HashSet::new();
+    for u in uploaders {
+        cids.extend(u.await.unwrap());
+    }
+    assert_eq!(cids.len(), 1, "{cids:?}");
+    // The row names a temporary file that is still there: a record can take it.
+    let blob = c.upload_ok(&bytes).await;
+    let (s, v) = c.create_image_post(&blob).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let res = c.get_blob(&cid_of(&blob)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.bytes().await.unwrap().as_ref(), bytes.as_slice());
+}
+
 #[tokio::test]
 async fn s3_backend_round_trip() {
     let dir = tempfile::tempdir().unwrap();

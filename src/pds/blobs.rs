@@ -94,9 +94,11 @@ impl Pds {
                 }
             });
         };
-        // Orphan collection may have removed the object before its row existed. It deletes
-        // only objects with no row, checking under the account's lock, so once the row is in
-        // the answer cannot change: the check needs neither the lock nor a blocking thread.
+        // Orphan collection may have removed the object before its row existed: it deletes
+        // only objects no row names, checking under the account's lock, so once the row is in
+        // the check needs neither the lock nor a blocking thread. A missing object is an
+        // error only if the row still names it: another upload of the same bytes may have
+        // taken the row over (and dropped this object), or a record made the blob permanent.
         if let Ok(UploadRecorded::Temporary { .. }) = &recorded
             && !self
                 .blobs
@@ -105,14 +107,17 @@ impl Pds {
                 .map_err(|e| XrpcError::internal(format!("checking upload: {e}")))?
         {
             let (cid, key) = (uploaded.cid, uploaded.temp_key.clone());
-            self.actors
+            let forgotten = self
+                .actors
                 .run_quick(did, move |st| {
                     st.store.forget_upload(&cid, &key).map_err(store_error)
                 })
                 .await?;
-            return Err(XrpcError::internal(
-                "temporary upload vanished before it was recorded",
-            ));
+            if forgotten {
+                return Err(XrpcError::internal(
+                    "temporary upload vanished before it was recorded",
+                ));
+            }
         }
         match recorded {
             Err(e) => {
