@@ -94,11 +94,12 @@ impl Pds {
                 }
             });
         };
-        // Orphan collection may have removed the object before its row existed: it deletes
+        // Orphan collection may have removed the object before its row existed. It deletes
         // only objects no row names, checking under the account's lock, so once the row is in
-        // the check needs neither the lock nor a blocking thread. A missing object is an
-        // error only if the row still names it: another upload of the same bytes may have
-        // taken the row over (and dropped this object), or a record made the blob permanent.
+        // the answer cannot change: the check runs after the lock is released. A missing
+        // object is an error only if the row still names it: another upload of the same bytes
+        // may have taken the row over (and dropped this object), or a record made the blob
+        // permanent.
         if let Ok(UploadRecorded::Temporary { .. }) = &recorded
             && !self
                 .blobs
