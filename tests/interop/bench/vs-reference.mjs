@@ -4,6 +4,7 @@
 //
 //   BERTH_BIN=target/release/berth tests/interop/node_modules/.bin/node tests/interop/bench/vs-reference.mjs
 //   options: --only reference|berth   --seconds 10 (per wrk phase)   --client wrk|node
+//            --rounds 3 (each server measured 3 times, alternately; the table shows medians)
 //            node client only: --n 500 (records per write phase) --reads 2000 --blobs 20
 //
 // The load comes from wrk (Debian package `wrk`; `--client node` falls back to node:http), a
@@ -11,6 +12,11 @@
 // most of berth's speed. Each rate phase runs for --seconds; node:http only creates the
 // accounts and the records to read. A method the server does not implement (HTTP 501 /
 // MethodNotImplemented) shows as "n/a"; any other failure shows as "err", printed to stderr.
+//
+// This machine's speed drifts by a third within minutes, and a single run of each server can
+// land on different sides of a drift. With --rounds N the servers take turns (the order flips
+// every round), each round's table is printed to stderr, and the final table holds the median
+// of each metric with the ratio of the medians.
 import http from 'node:http'
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
@@ -28,6 +34,7 @@ const { values: opts } = parseArgs({
     blobs: { type: 'string', default: '20' },
     seconds: { type: 'string', default: '10' },
     client: { type: 'string' },
+    rounds: { type: 'string', default: '1' },
   },
 })
 const hasWrk = spawnSync('wrk', ['--version']).error === undefined
@@ -35,6 +42,8 @@ const CLIENT = opts.client ?? (hasWrk ? 'wrk' : 'node')
 if (CLIENT === 'wrk' && !hasWrk) throw new Error('wrk is not installed (apt-get install wrk), or pass --client node')
 if (CLIENT !== 'wrk' && CLIENT !== 'node') throw new Error(`--client takes wrk or node, not ${CLIENT}`)
 const SECONDS = Number(opts.seconds)
+const ROUNDS = Number(opts.rounds)
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error(`--rounds takes a positive integer, not ${opts.rounds}`)
 const N = Number(opts.n)
 const READS = Number(opts.reads)
 const BLOBS = Number(opts.blobs)
@@ -63,12 +72,12 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
     process.exit(130)
   })
 }
-// A hard bound on the whole run.
+// A hard bound on the whole run: 20 minutes a round.
 const deadline = setTimeout(async () => {
-  console.error('bench: time limit (20 min) reached, stopping')
+  console.error(`bench: time limit (${20 * ROUNDS} min) reached, stopping`)
   await cleanUp()
   process.exit(1)
-}, 20 * 60_000)
+}, 20 * ROUNDS * 60_000)
 deadline.unref()
 
 class NotImplemented extends Error {}
@@ -387,6 +396,27 @@ const ROWS = [
   ['rssPeak', 'RSS peak, VmHWM (MiB)', 1],
 ]
 
+/** Per server and metric, the median over the rounds; a round that measured no number (n/a,
+ * err) marks the metric with its mark rather than being left out. */
+function medians(rounds) {
+  const out = {}
+  for (const name of targets) {
+    out[name] = {}
+    for (const [key] of ROWS) {
+      const values = rounds.map((r) => r[name]?.[key])
+      const unmeasured = values.findIndex((v) => typeof v !== 'number')
+      if (unmeasured >= 0) {
+        out[name][key] = values[unmeasured]
+        continue
+      }
+      const numbers = [...values].sort((a, b) => a - b)
+      const mid = numbers.length >> 1
+      out[name][key] = numbers.length % 2 ? numbers[mid] : (numbers[mid - 1] + numbers[mid]) / 2
+    }
+  }
+  return out
+}
+
 function table(results) {
   const fmt = (v, digits) => (typeof v === 'number' ? v.toFixed(digits) : (v ?? '-'))
   const lines = [['metric', 'reference', 'berth', 'berth/reference']]
@@ -413,17 +443,23 @@ try {
     PDS_INVITE_REQUIRED: 'false',
     PDS_DEV_MODE: 'true',
   }
-  const results = {}
-  for (const name of targets) {
-    const start = name === 'reference' ? startReferencePds : startBerth
-    const mark = cleanups.length
-    const server = await start(ctx, { plcUrl: plc.url, env })
-    console.error(`${name}: ${server.url} (pid ${server.pid})`)
-    results[name] = await measure(name, server)
-    // Stop this server before the next one starts.
-    while (cleanups.length > mark) await cleanups.pop()()
+  const rounds = []
+  for (let round = 0; round < ROUNDS; round++) {
+    const results = {}
+    for (const name of round % 2 === 0 ? targets : [...targets].reverse()) {
+      const start = name === 'reference' ? startReferencePds : startBerth
+      const mark = cleanups.length
+      const server = await start(ctx, { plcUrl: plc.url, env })
+      console.error(`${name}: ${server.url} (pid ${server.pid})`)
+      results[name] = await measure(name, server)
+      // Stop this server before the next one starts.
+      while (cleanups.length > mark) await cleanups.pop()()
+    }
+    rounds.push(results)
+    if (ROUNDS > 1) console.error(`\nround ${round + 1} of ${ROUNDS}\n${table(results)}\n`)
   }
-  console.log(`\nberth vs reference PDS (@atproto/pds), ${new Date().toISOString()}, node ${process.version}, load from ${CLIENT === 'wrk' ? spawnSync('wrk', ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0].split(' [')[0] : 'node:http'}`)
+  const results = ROUNDS === 1 ? rounds[0] : medians(rounds)
+  console.log(`\nberth vs reference PDS (@atproto/pds), ${new Date().toISOString()}, node ${process.version}, load from ${CLIENT === 'wrk' ? spawnSync('wrk', ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0].split(' [')[0] : 'node:http'}${ROUNDS > 1 ? `, median of ${ROUNDS} rounds` : ''}`)
   console.log(table(results))
   console.log('berth/reference: above 1 is better for rates, below 1 is better for latency and RSS')
 } finally {
