@@ -9,6 +9,11 @@
 //! - **Storage** (`store`): SQLite files on disk behind small types (the per-account actor store).
 //!
 //! See `ARCHITECTURE.md` at the repository root for the map.
+//!
+//! No `unsafe` code here: memory safety rests on the compiler and on the dependencies (the C
+//! among them: SQLite, aws-lc under rustls, mimalloc in the binary), which is why `fuzz/` can
+//! run without AddressSanitizer.
+#![forbid(unsafe_code)]
 
 pub mod account;
 pub mod api;
