@@ -100,15 +100,28 @@ impl Client {
             .unwrap()
     }
 
-    /// The repo's current commit, from the account table's mirror.
-    fn root(&self) -> String {
-        let conn = rusqlite::Connection::open(self.pds.dir.path().join("account.sqlite")).unwrap();
-        conn.query_row(
-            "SELECT cid FROM repo_root WHERE did = ?1",
-            [&self.did],
-            |r| r.get(0),
-        )
-        .unwrap()
+    /// GET `/xrpc/{method}?{query}` as JSON.
+    async fn get_json(&self, method_and_query: &str) -> Value {
+        self.pds
+            .http
+            .get(format!("{}/xrpc/{method_and_query}", self.pds.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// The repo's current commit (`sync.getLatestCommit`, read from the repo itself).
+    async fn root(&self) -> String {
+        let v = self
+            .get_json(&format!(
+                "com.atproto.sync.getLatestCommit?did={}",
+                self.did
+            ))
+            .await;
+        v["cid"].as_str().unwrap().to_string()
     }
 
     fn blob_dir(&self) -> PathBuf {
@@ -266,7 +279,7 @@ async fn upload_needs_auth_and_declared_type_is_a_fallback() {
 async fn mismatched_refs_are_refused_and_leave_the_repo() {
     let c = Client::new(&[]).await;
     let blob = c.upload_ok(&png(2, 500)).await;
-    let before = c.root();
+    let before = c.root().await;
     let mut wrong_mime = blob.clone();
     wrong_mime["mimeType"] = json!("image/jpeg");
     let (s, v) = c.create_image_post(&wrong_mime).await;
@@ -278,7 +291,7 @@ async fn mismatched_refs_are_refused_and_leave_the_repo() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(v["error"], "InvalidSize", "{v}");
     assert_eq!(
-        c.root(),
+        c.root().await,
         before,
         "refused writes leave the commit as it was"
     );
@@ -571,19 +584,12 @@ async fn gc_racing_writers_never_loses_a_referenced_blob() {
                     assert_eq!(v["error"], "BlobNotFound", "{v}");
                 }
                 // Delete a random current post (anchors included).
-                let list: Value = c
-                    .pds
-                    .http
-                    .get(format!(
-                        "{}/xrpc/com.atproto.repo.listRecords?repo={}&collection=app.bsky.feed.post&limit=100",
-                        c.pds.url, c.did
+                let list = c
+                    .get_json(&format!(
+                        "com.atproto.repo.listRecords?repo={}&collection=app.bsky.feed.post&limit=100",
+                        c.did
                     ))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                    .await;
                 let records = list["records"].as_array().unwrap();
                 if records.len() > 3 {
                     let pick = &records[(x >> 4) as usize % records.len()];

@@ -270,6 +270,7 @@ async fn a_killed_server_keeps_every_acknowledged_write() {
     .unwrap();
     let mut seqs = Vec::new();
     let mut commits = 0;
+    let mut sequenced_paths = std::collections::HashSet::new();
     while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(2), ws.next()).await {
         let tokio_tungstenite::tungstenite::Message::Binary(bytes) = msg else {
             continue;
@@ -288,6 +289,15 @@ async fn a_killed_server_keeps_every_acknowledged_write() {
         if matches!(&header, berth::data::Ipld::Map(h) if h.get("t") == Some(&berth::data::Ipld::String("#commit".into())))
         {
             commits += 1;
+            if let Some(berth::data::Ipld::List(ops)) = body.get("ops") {
+                for op in ops {
+                    if let berth::data::Ipld::Map(op) = op
+                        && let Some(berth::data::Ipld::String(path)) = op.get("path")
+                    {
+                        sequenced_paths.insert(path.clone());
+                    }
+                }
+            }
         }
     }
     assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
@@ -295,6 +305,14 @@ async fn a_killed_server_keeps_every_acknowledged_write() {
         commits > total,
         "{commits} commit events for {total} acknowledged writes (+ genesis)"
     );
+    // Each acknowledged write's own event survived the kills (journaled before the ack).
+    for (rkey, _) in acked.lock().unwrap().iter() {
+        let path = format!("app.bsky.feed.post/{rkey}");
+        assert!(
+            sequenced_paths.contains(&path),
+            "acknowledged write {path} has no #commit event"
+        );
+    }
 
     // The repo on disk verifies and holds exactly what the server says it holds.
     server.kill().unwrap();

@@ -38,16 +38,13 @@ impl Client {
         (res.status(), res.json().await.unwrap_or(Value::Null))
     }
 
-    /// The repo's current commit, from the account table's mirror of each repo's root.
+    /// The repo's current commit (`sync.getLatestCommit`, read from the repo itself).
     async fn root(&self) -> String {
-        let db = self.pds.dir.path().join("account.sqlite");
-        let conn = rusqlite::Connection::open(db).unwrap();
-        conn.query_row(
-            "SELECT cid FROM repo_root WHERE did = ?1",
-            [&self.did],
-            |r| r.get(0),
-        )
-        .unwrap()
+        let (s, v) = self
+            .get("com.atproto.sync.getLatestCommit", &[("did", &self.did)])
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["cid"].as_str().unwrap().to_string()
     }
 
     async fn create_post(&self, text: &str) -> Value {

@@ -212,9 +212,9 @@ impl Pds {
         } else {
             self.actors.run(&did, write).await?
         };
-        // Acknowledged once its event is on the firehose (and its root in the mirror).
+        // Acknowledged once its event is durable (journaled, or stored).
         if let Some(sequenced) = sequenced {
-            sequenced.wait().await;
+            sequenced.acknowledge().await;
         }
         Ok(outcome)
     }

@@ -300,6 +300,8 @@ impl Pds {
         cursor: Option<&str>,
     ) -> Result<RepoPage, XrpcError> {
         let after = cursor.map(parse_repo_cursor).transpose()?;
+        // The heads come from the root mirror, written behind acknowledged writes.
+        self.sequencer.caught_up().await;
         let rows = self
             .accounts(move |s| s.list_repos(after.as_ref().map(|(t, d)| (*t, d)), limit))
             .await?;

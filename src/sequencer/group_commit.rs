@@ -27,6 +27,10 @@ const MAX_BATCH: usize = 256;
 /// What the leader does with a batch: commit it, returning one outcome per item, in order.
 pub(super) trait Committer<T, R>: Send + Sync {
     fn commit(&self, batch: Vec<T>) -> Vec<R>;
+
+    /// Called under the queue's lock when a round leaves the queue empty: everything
+    /// submitted so far is committed, and nothing can be submitted until this returns.
+    fn drained(&self) {}
 }
 
 pub(super) struct GroupCommit<T, R> {
@@ -42,6 +46,9 @@ struct State<T, R> {
     issued: u64,
     done: u64,
     leading: bool,
+    /// A flusher ([`GroupCommit::flush`]) is scheduled or running: it commits until the queue
+    /// is empty, so items no one waits for are not left behind.
+    flushing: bool,
     /// Threads blocked in [`GroupCommit::wait_blocking`]: the condvar is signalled only if
     /// there are any (each signal is a system call).
     sleepers: usize,
@@ -50,13 +57,21 @@ struct State<T, R> {
 }
 
 impl<T, R> GroupCommit<T, R> {
+    #[cfg(test)]
     pub(super) fn new() -> Self {
+        Self::starting_after(0)
+    }
+
+    /// The first ticket handed out is `last + 1` (tickets continue across restarts when they
+    /// name journal entries).
+    pub(super) fn starting_after(last: u64) -> Self {
         GroupCommit {
             state: Mutex::new(State {
                 queue: Vec::new(),
-                issued: 0,
-                done: 0,
+                issued: last,
+                done: last,
                 leading: false,
+                flushing: false,
                 sleepers: 0,
                 results: HashMap::new(),
             }),
@@ -74,11 +89,73 @@ impl<T, R> GroupCommit<T, R> {
     /// Queues `item`; returns its ticket. `keep_result`: the outcome is kept for
     /// [`GroupCommit::wait_blocking`] to return (otherwise it is dropped).
     pub(super) fn submit(&self, item: T, keep_result: bool) -> u64 {
+        self.submit_with(item, keep_result, |_, _, _| false).0
+    }
+
+    /// As [`GroupCommit::submit`], running `queued` with the ticket and the item under the
+    /// queue's lock before the item is queued: whatever it does happens in ticket order.
+    /// `queued` is also given how many earlier items are uncommitted, and returns whether no
+    /// one will wait for the ticket; then the second value says
+    /// whether the caller must start a flusher ([`GroupCommit::flush`]): no leader or flusher
+    /// is there to commit the item.
+    pub(super) fn submit_with(
+        &self,
+        mut item: T,
+        keep_result: bool,
+        queued: impl FnOnce(u64, u64, &mut T) -> bool,
+    ) -> (u64, bool) {
         let mut state = self.lock();
         state.issued += 1;
         let ticket = state.issued;
+        let backlog = ticket - 1 - state.done;
+        let unwaited = queued(ticket, backlog, &mut item);
         state.queue.push((ticket, item, keep_result));
-        ticket
+        // A leader or flusher takes the queue's emptiness and steps down in one critical
+        // section, so one present now will commit this item.
+        let start_flusher = unwaited && !state.leading && !state.flushing;
+        if start_flusher {
+            state.flushing = true;
+        }
+        (ticket, start_flusher)
+    }
+
+    /// Commits until the queue is empty, leading whenever no one else is: the flusher the
+    /// caller of [`GroupCommit::submit_with`] was told to start. Stops, clearing `flushing`,
+    /// only when it finds the queue empty.
+    pub(super) async fn flush(&self, committer: &dyn Committer<T, R>) {
+        loop {
+            let lead = {
+                let notified = self.finished_async.notified();
+                let mut notified = std::pin::pin!(notified);
+                notified.as_mut().enable();
+                let lead = {
+                    let mut state = self.lock();
+                    if state.queue.is_empty() {
+                        state.flushing = false;
+                        return;
+                    }
+                    if state.leading {
+                        false
+                    } else {
+                        state.leading = true;
+                        true
+                    }
+                };
+                if !lead {
+                    notified.await;
+                }
+                lead
+            };
+            if lead {
+                self.lead(committer);
+            }
+        }
+    }
+
+    /// The last ticket handed out, and how many tickets are not yet committed.
+    pub(super) fn progress(&self) -> (u64, u64) {
+        let state = self.lock();
+        (state.issued, state.issued - state.done)
     }
 
     /// Waits on this thread until `ticket` is committed, leading if no one is. Returns the
@@ -155,26 +232,37 @@ impl<T, R> GroupCommit<T, R> {
         }
     }
 
-    /// Commits rounds until the queue is empty. The caller has set `leading`.
+    /// Commits rounds until the queue is empty. The caller has set `leading`, which is
+    /// cleared in the critical section that finds the queue empty (see `submit_with`).
     fn lead(&self, committer: &dyn Committer<T, R>) {
-        // Steps down on every exit, a panic included, and wakes the waiters: one of them
-        // leads next if items are left.
-        struct StepDown<'a, T, R>(&'a GroupCommit<T, R>);
+        // Steps down if a panic ends the lead (waking the waiters: one of them leads next if
+        // items are left); a normal end has stepped down already.
+        struct StepDown<'a, T, R> {
+            gc: &'a GroupCommit<T, R>,
+            leading: bool,
+        }
         impl<T, R> Drop for StepDown<'_, T, R> {
             fn drop(&mut self) {
                 let sleepers = {
-                    let mut state = self.0.lock();
-                    state.leading = false;
+                    let mut state = self.gc.lock();
+                    if self.leading {
+                        state.leading = false;
+                    }
                     state.sleepers
                 };
-                self.0.wake(sleepers);
+                self.gc.wake(sleepers);
             }
         }
-        let _step_down = StepDown(self);
+        let mut step_down = StepDown {
+            gc: self,
+            leading: true,
+        };
         loop {
             let round: Vec<(u64, T, bool)> = {
                 let mut state = self.lock();
                 if state.queue.is_empty() {
+                    state.leading = false;
+                    step_down.leading = false;
                     return;
                 }
                 let n = state.queue.len().min(MAX_BATCH);
@@ -196,6 +284,9 @@ impl<T, R> GroupCommit<T, R> {
                     }
                 }
                 state.done = last;
+                if state.queue.is_empty() {
+                    committer.drained();
+                }
                 state.sleepers
             };
             self.wake(sleepers);
@@ -219,6 +310,9 @@ pub struct Ticket {
     pub(super) waiter: Arc<dyn TicketWaiter>,
     pub(super) n: u64,
     pub(super) settled: bool,
+    /// The item is journaled and a leader or flusher will commit it: it may be acknowledged
+    /// before it is committed (see [`Ticket::acknowledge`]).
+    pub(super) durable: bool,
 }
 
 /// The sequencer side of a [`Ticket`] (kept abstract so the ticket doesn't carry types).
@@ -235,6 +329,21 @@ impl Ticket {
     pub async fn wait(mut self) {
         self.waiter.wait(self.n).await;
         self.settled = true;
+    }
+
+    /// Returns once the item may be acknowledged: at once if it is durable in the journal
+    /// (a leader or flusher commits it behind the acknowledgement), else once it is committed.
+    pub async fn acknowledge(mut self) {
+        if self.durable {
+            self.settled = true;
+        } else {
+            self.wait().await;
+        }
+    }
+
+    /// The ticket's number: tickets are handed out in submission order.
+    pub fn number(&self) -> u64 {
+        self.n
     }
 }
 
@@ -332,6 +441,64 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn items_no_one_waits_for_are_committed_by_one_flusher_at_a_time() {
+        struct Flushed(GroupCommit<u32, u32>, Log);
+        let f = Arc::new(Flushed(GroupCommit::new(), Log::default()));
+        let flushers = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..8u32)
+            .map(|w| {
+                let (f, flushers) = (f.clone(), flushers.clone());
+                tokio::spawn(async move {
+                    for i in 0..40u32 {
+                        let (_, start) = f.0.submit_with(w * 1000 + i, false, |_, _, _| true);
+                        if start {
+                            flushers.fetch_add(1, Ordering::SeqCst);
+                            let f = f.clone();
+                            tokio::spawn(async move { f.0.flush(&f.1).await });
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // No one waits: the flushers must get everything committed by themselves.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let (issued, backlog) = f.0.progress();
+            if backlog == 0 && !f.0.lock().flushing {
+                assert_eq!(issued, 320);
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{backlog} items left behind"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let all: Vec<u32> =
+            f.1.rounds
+                .lock()
+                .unwrap()
+                .iter()
+                .flatten()
+                .copied()
+                .collect();
+        assert_eq!(all.len(), 320, "every item committed exactly once");
+        for w in 0..8u32 {
+            let mine: Vec<u32> = all.iter().copied().filter(|x| x / 1000 == w).collect();
+            assert_eq!(mine, (0..40).map(|i| w * 1000 + i).collect::<Vec<_>>());
+        }
+        // Items queued while a flusher runs don't start another: fewer flushers than rounds.
+        let started = flushers.load(Ordering::SeqCst);
+        assert!(started >= 1);
+        assert!(started <= f.1.calls.load(Ordering::SeqCst));
+        assert!(!f.0.lock().leading);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn async_waiters_finish_and_a_dropped_ticket_is_still_committed() {
         struct Waiter(GroupCommit<u32, u32>, Log);
         impl TicketWaiter for Waiter {
@@ -355,6 +522,7 @@ mod tests {
                         waiter: w.clone(),
                         n,
                         settled: false,
+                        durable: false,
                     }
                     .wait()
                     .await;
@@ -376,6 +544,7 @@ mod tests {
             waiter: w.clone(),
             n,
             settled: false,
+            durable: false,
         });
         assert!(w.0.lock().done >= n);
         let all: Vec<u32> =

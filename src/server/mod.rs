@@ -306,9 +306,14 @@ pub async fn serve_with_shutdown(
     // Background work that lives as long as the server.
     let blob_gc = state.pds.as_ref().and_then(|pds| pds.spawn_blob_gc());
     let actors = state.pds.as_ref().map(|pds| pds.actors.clone());
+    let sequencer = state.pds.as_ref().map(|pds| pds.sequencer.clone());
     let served = serve_router(router(state), listener, shutdown).await;
     if let Some(task) = blob_gc {
         task.abort();
+    }
+    // Store the events acknowledged writes left queued (the journal would keep them anyway).
+    if let Some(sequencer) = sequencer {
+        sequencer.caught_up().await;
     }
     // Write pending MST nodes now, so the next start has nothing to rebuild.
     if let Some(actors) = actors {

@@ -68,11 +68,14 @@ impl SequencerStore {
     }
 
     /// Appends events in one transaction, stamped `now` (or the last event's time if the clock
-    /// went back); returns their sequence numbers in order and the time stamped.
+    /// went back); returns their sequence numbers in order and the time stamped. `journaled`:
+    /// the id of the last journal entry these events come from, recorded in the same
+    /// transaction.
     pub fn append(
         &mut self,
         events: &[(&str, &str, &[u8])],
         now: &str,
+        journaled: Option<u64>,
     ) -> Result<Appended, StoreError> {
         let time = now.max(self.last_time.as_str()).to_string();
         // Immediate: the write lock is taken before the last number is read, so another
@@ -94,12 +97,24 @@ impl SequencerStore {
                 insert.execute(params![seq, did, event_type, body, time])?;
             }
         }
+        if let Some(id) = journaled {
+            tx.prepare_cached("UPDATE journal SET applied = ?1 WHERE id = 1")?
+                .execute([id as i64])?;
+        }
         tx.commit()?;
         if let Some(last) = seqs.last() {
             self.last_seq = *last;
             self.last_time.clone_from(&time);
         }
         Ok(Appended { seqs, time })
+    }
+
+    /// The id of the last journal entry stored (0 before any).
+    pub fn journal_applied(&self) -> Result<u64, StoreError> {
+        let id: i64 = self
+            .conn
+            .query_row("SELECT applied FROM journal WHERE id = 1", [], |r| r.get(0))?;
+        Ok(id as u64)
     }
 
     /// Up to `limit` events with `seq > after`, in order.
@@ -199,7 +214,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn append_one(store: &mut SequencerStore, did: &str, at: &str) -> i64 {
-        store.append(&[(did, "append", b"body")], at).unwrap().seqs[0]
+        store
+            .append(&[(did, "append", b"body")], at, None)
+            .unwrap()
+            .seqs[0]
     }
 
     #[test]
@@ -292,7 +310,11 @@ mod tests {
         let mut store = SequencerStore::open_in_memory().unwrap();
         append_one(&mut store, "did:a", "2026-01-01T00:00:05.000Z");
         let appended = store
-            .append(&[("did:a", "append", b"x")], "2026-01-01T00:00:01.000Z")
+            .append(
+                &[("did:a", "append", b"x")],
+                "2026-01-01T00:00:01.000Z",
+                None,
+            )
             .unwrap();
         assert_eq!(appended.time, "2026-01-01T00:00:05.000Z");
         let rows = store.after(0, 10).unwrap();

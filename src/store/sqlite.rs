@@ -50,6 +50,11 @@ pub const SEQUENCER_MIGRATIONS: &[Migration] = &[
         name: "explicit_seq",
         sql: include_str!("../../migrations/sequencer/0002_explicit_seq.sql"),
     },
+    Migration {
+        version: 3,
+        name: "journal",
+        sql: include_str!("../../migrations/sequencer/0003_journal.sql"),
+    },
 ];
 
 /// The DID document cache's migrations (`migrations/did_cache/`).

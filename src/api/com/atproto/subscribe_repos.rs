@@ -73,6 +73,9 @@ async fn stream(
     let _counted = sequencer.stats.subscriber();
     let mut last = 0i64;
     if let Some(cursor) = cursor {
+        // Events of writes acknowledged before we connected are stored first, so the replay
+        // holds them (and the backfill window sees them).
+        sequencer.caught_up().await;
         let s = sequencer.clone();
         let max = tokio::task::spawn_blocking(move || s.max_seq()).await??;
         if cursor > max {
