@@ -124,32 +124,44 @@ impl<T, R> GroupCommit<T, R> {
     /// only when it finds the queue empty.
     pub(super) async fn flush(&self, committer: &dyn Committer<T, R>) {
         loop {
-            let lead = {
-                let notified = self.finished_async.notified();
-                let mut notified = std::pin::pin!(notified);
-                notified.as_mut().enable();
-                let lead = {
-                    let mut state = self.lock();
+            let lead = self
+                .decide_or_wait(|state| {
                     if state.queue.is_empty() {
                         state.flushing = false;
-                        return;
-                    }
-                    if state.leading {
-                        false
+                        Some(false)
+                    } else if state.leading {
+                        None
                     } else {
                         state.leading = true;
-                        true
+                        Some(true)
                     }
-                };
-                if !lead {
-                    notified.await;
-                }
-                lead
-            };
-            if lead {
-                self.lead(committer);
+                })
+                .await;
+            match lead {
+                Some(true) => self.lead(committer),
+                Some(false) => return,
+                None => {}
             }
         }
+    }
+
+    /// Runs `decide` under the lock; if it returns `None`, waits until the next round ends
+    /// or its leader steps down. The wake-up is registered before `decide` runs, so a round
+    /// that ends right after it still wakes us; and unregistered (dropped) on return, before
+    /// the caller leads, or our own round's wake-up would reschedule the task for nothing,
+    /// waking another worker to run it.
+    async fn decide_or_wait<N>(
+        &self,
+        decide: impl FnOnce(&mut State<T, R>) -> Option<N>,
+    ) -> Option<N> {
+        let notified = self.finished_async.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        let next = decide(&mut self.lock());
+        if next.is_none() {
+            notified.await;
+        }
+        next
     }
 
     /// The last ticket handed out, and how many tickets are not yet committed.
@@ -188,46 +200,34 @@ impl<T, R> GroupCommit<T, R> {
             Done,
             Yield,
             Lead,
-            Wait,
         }
         let mut yielded = !gather;
         loop {
-            let next = {
-                let notified = self.finished_async.notified();
-                let mut notified = std::pin::pin!(notified);
-                // Registered before the check, so a round that ends right after it still wakes
-                // us; and unregistered (dropped) before leading, or our own round's wake-up would
-                // reschedule this task for nothing, waking another worker to run it.
-                notified.as_mut().enable();
-                let next = {
-                    let mut state = self.lock();
+            let next = self
+                .decide_or_wait(|state| {
                     if state.done >= ticket {
                         state.results.remove(&ticket);
-                        Next::Done
+                        Some(Next::Done)
                     } else if state.leading {
-                        Next::Wait
+                        None
                     } else if !yielded {
-                        Next::Yield
+                        Some(Next::Yield)
                     } else {
                         state.leading = true;
-                        Next::Lead
+                        Some(Next::Lead)
                     }
-                };
-                if let Next::Wait = next {
-                    notified.await;
-                }
-                next
-            };
+                })
+                .await;
             match next {
-                Next::Done => return,
+                Some(Next::Done) => return,
                 // Before leading, let this worker run what else is ready (other writes about
                 // to queue theirs) so they join this round.
-                Next::Yield => {
+                Some(Next::Yield) => {
                     yielded = true;
                     tokio::task::yield_now().await;
                 }
-                Next::Lead => self.lead(committer),
-                Next::Wait => {}
+                Some(Next::Lead) => self.lead(committer),
+                None => {}
             }
         }
     }
