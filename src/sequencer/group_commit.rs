@@ -499,6 +499,72 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn flushers_and_blocking_waiters_share_the_queue_without_losing_an_item() {
+        struct Mixed(GroupCommit<u32, u32>, Log);
+        let m = Arc::new(Mixed(GroupCommit::new(), Log::default()));
+        // Threads that wait for each item, as `Sequencer::sequence` does.
+        let threads: Vec<_> = (0..2u32)
+            .map(|t| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for i in 0..30u32 {
+                        let item = 100_000 + t * 1000 + i;
+                        let n = m.0.submit(item, true);
+                        assert_eq!(m.0.wait_blocking(n, &m.1), Some(item * 10));
+                    }
+                })
+            })
+            .collect();
+        // Tasks whose items no one waits for, as acknowledged writes.
+        let tasks: Vec<_> = (0..4u32)
+            .map(|w| {
+                let m = m.clone();
+                tokio::spawn(async move {
+                    for i in 0..40u32 {
+                        let (_, start) = m.0.submit_with(w * 1000 + i, false, |_, _, _| true);
+                        if start {
+                            let m = m.clone();
+                            tokio::spawn(async move { m.0.flush(&m.1).await });
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let joined = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                t.join().unwrap();
+            }
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(60), joined)
+            .await
+            .expect("blocking waiters finished (one was never woken)")
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while m.0.progress().1 > 0 || m.0.lock().flushing {
+            assert!(std::time::Instant::now() < deadline, "items left behind");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let mut all: Vec<u32> =
+            m.1.rounds
+                .lock()
+                .unwrap()
+                .iter()
+                .flatten()
+                .copied()
+                .collect();
+        assert_eq!(all.len(), 2 * 30 + 4 * 40);
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 2 * 30 + 4 * 40, "no item committed twice");
+        assert!(!m.0.lock().leading);
+        assert!(m.0.lock().results.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn async_waiters_finish_and_a_dropped_ticket_is_still_committed() {
         struct Waiter(GroupCommit<u32, u32>, Log);
         impl TicketWaiter for Waiter {
