@@ -440,21 +440,27 @@ mod tests {
         assert!(!gc.lock().leading);
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn items_no_one_waits_for_are_committed_by_one_flusher_at_a_time() {
-        struct Flushed(GroupCommit<u32, u32>, Log);
-        let f = Arc::new(Flushed(GroupCommit::new(), Log::default()));
-        let flushers = Arc::new(AtomicUsize::new(0));
-        let tasks: Vec<_> = (0..8u32)
+    /// A queue and its committer, shared by tasks.
+    struct Shared(GroupCommit<u32, u32>, Log);
+
+    /// `writers` tasks each submitting `items` items that no one waits for, starting a
+    /// flusher when told to; counts the flushers started.
+    async fn unwaited_writers(
+        q: &Arc<Shared>,
+        writers: u32,
+        items: u32,
+        flushers: &Arc<AtomicUsize>,
+    ) {
+        let tasks: Vec<_> = (0..writers)
             .map(|w| {
-                let (f, flushers) = (f.clone(), flushers.clone());
+                let (q, flushers) = (q.clone(), flushers.clone());
                 tokio::spawn(async move {
-                    for i in 0..40u32 {
-                        let (_, start) = f.0.submit_with(w * 1000 + i, false, |_, _, _| true);
+                    for i in 0..items {
+                        let (_, start) = q.0.submit_with(w * 1000 + i, false, |_, _, _| true);
                         if start {
                             flushers.fetch_add(1, Ordering::SeqCst);
-                            let f = f.clone();
-                            tokio::spawn(async move { f.0.flush(&f.1).await });
+                            let q = q.clone();
+                            tokio::spawn(async move { q.0.flush(&q.1).await });
                         }
                         tokio::task::yield_now().await;
                     }
@@ -464,76 +470,63 @@ mod tests {
         for t in tasks {
             t.await.unwrap();
         }
-        // No one waits: the flushers must get everything committed by themselves.
+    }
+
+    /// Waits until everything submitted is committed and no flusher runs (a minute at most:
+    /// an item left behind fails the test); returns every committed item in commit order.
+    async fn committed_once_flushed(q: &Shared) -> Vec<u32> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            let (issued, backlog) = f.0.progress();
-            if backlog == 0 && !f.0.lock().flushing {
-                assert_eq!(issued, 320);
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{backlog} items left behind"
-            );
+        while q.0.progress().1 > 0 || q.0.lock().flushing {
+            assert!(std::time::Instant::now() < deadline, "items left behind");
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        let all: Vec<u32> =
-            f.1.rounds
-                .lock()
-                .unwrap()
-                .iter()
-                .flatten()
-                .copied()
-                .collect();
+        assert!(!q.0.lock().leading);
+        assert!(q.0.lock().results.is_empty());
+        q.1.rounds
+            .lock()
+            .unwrap()
+            .iter()
+            .flatten()
+            .copied()
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn items_no_one_waits_for_are_committed_by_one_flusher_at_a_time() {
+        let q = Arc::new(Shared(GroupCommit::new(), Log::default()));
+        let flushers = Arc::new(AtomicUsize::new(0));
+        unwaited_writers(&q, 8, 40, &flushers).await;
+        // No one waits: the flushers must get everything committed by themselves.
+        let all = committed_once_flushed(&q).await;
         assert_eq!(all.len(), 320, "every item committed exactly once");
         for w in 0..8u32 {
             let mine: Vec<u32> = all.iter().copied().filter(|x| x / 1000 == w).collect();
             assert_eq!(mine, (0..40).map(|i| w * 1000 + i).collect::<Vec<_>>());
         }
-        // Items queued while a flusher runs don't start another: fewer flushers than rounds.
+        // Items queued while a flusher runs don't start another: no more flushers than rounds.
         let started = flushers.load(Ordering::SeqCst);
         assert!(started >= 1);
-        assert!(started <= f.1.calls.load(Ordering::SeqCst));
-        assert!(!f.0.lock().leading);
+        assert!(started <= q.1.calls.load(Ordering::SeqCst));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn flushers_and_blocking_waiters_share_the_queue_without_losing_an_item() {
-        struct Mixed(GroupCommit<u32, u32>, Log);
-        let m = Arc::new(Mixed(GroupCommit::new(), Log::default()));
+        let q = Arc::new(Shared(GroupCommit::new(), Log::default()));
         // Threads that wait for each item, as `Sequencer::sequence` does.
         let threads: Vec<_> = (0..2u32)
             .map(|t| {
-                let m = m.clone();
+                let q = q.clone();
                 std::thread::spawn(move || {
                     for i in 0..30u32 {
                         let item = 100_000 + t * 1000 + i;
-                        let n = m.0.submit(item, true);
-                        assert_eq!(m.0.wait_blocking(n, &m.1), Some(item * 10));
+                        let n = q.0.submit(item, true);
+                        assert_eq!(q.0.wait_blocking(n, &q.1), Some(item * 10));
                     }
                 })
             })
             .collect();
         // Tasks whose items no one waits for, as acknowledged writes.
-        let tasks: Vec<_> = (0..4u32)
-            .map(|w| {
-                let m = m.clone();
-                tokio::spawn(async move {
-                    for i in 0..40u32 {
-                        let (_, start) = m.0.submit_with(w * 1000 + i, false, |_, _, _| true);
-                        if start {
-                            let m = m.clone();
-                            tokio::spawn(async move { m.0.flush(&m.1).await });
-                        }
-                        tokio::task::yield_now().await;
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
+        unwaited_writers(&q, 4, 40, &Arc::default()).await;
         let joined = tokio::task::spawn_blocking(move || {
             for t in threads {
                 t.join().unwrap();
@@ -543,25 +536,11 @@ mod tests {
             .await
             .expect("blocking waiters finished (one was never woken)")
             .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while m.0.progress().1 > 0 || m.0.lock().flushing {
-            assert!(std::time::Instant::now() < deadline, "items left behind");
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        let mut all: Vec<u32> =
-            m.1.rounds
-                .lock()
-                .unwrap()
-                .iter()
-                .flatten()
-                .copied()
-                .collect();
+        let mut all = committed_once_flushed(&q).await;
         assert_eq!(all.len(), 2 * 30 + 4 * 40);
         all.sort_unstable();
         all.dedup();
         assert_eq!(all.len(), 2 * 30 + 4 * 40, "no item committed twice");
-        assert!(!m.0.lock().leading);
-        assert!(m.0.lock().results.is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
