@@ -342,7 +342,8 @@ impl Ticket {
     }
 
     /// The ticket's number: tickets are handed out in submission order.
-    pub fn number(&self) -> u64 {
+    #[cfg(test)]
+    pub(super) fn number(&self) -> u64 {
         self.n
     }
 }

@@ -4,6 +4,8 @@
 //! - Sequence numbers only grow and are never reused: each append takes the last one + 1 (read
 //!   under the write lock, so another process appending to the file is seen), and before
 //!   events are deleted (account deletion) the last one is kept in `high_water`.
+//! - `journal.applied` is the id of the last sequencer journal entry stored, written in the
+//!   transaction that stores that entry's events (see `sequencer::journal`).
 //! - `sequenced_at` never decreases with `seq` (an append is never stamped earlier than the
 //!   one before, even if the clock steps back), so a time is found by binary search over seq.
 
