@@ -527,6 +527,39 @@ fn list_repos_pages_in_creation_order() {
     assert_eq!(seen.len(), 3);
 }
 
+#[test]
+fn root_mirror_skips_a_deleted_account_and_keeps_the_rest_of_the_round() {
+    // The sequencer mirrors a round's heads after acknowledging its writes, so an account
+    // deleted in between must not fail the batch for the other accounts of the round.
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    let old = Cid::from_str("bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm").unwrap();
+    let new = Cid::from_str("bafyreib2rxk3rybk3aobmv5cjuql3bm2twh4jo5uxgf5ydzpxwjvicwmcy").unwrap();
+    create(&mut store, DID_A, "alice.test", "alice@example.com");
+    create(&mut store, DID_B, "bob.test", "bob@example.com");
+    store
+        .upsert_repo_roots([
+            (&did(DID_A), &old, "3l3qo2vutsw2a"),
+            (&did(DID_B), &old, "3l3qo2vutsw2a"),
+        ])
+        .unwrap();
+    assert!(store.delete_account(&did(DID_B)).unwrap());
+    store
+        .upsert_repo_roots([
+            (&did(DID_B), &new, "3l3qo2vutsw2b"),
+            (&did(DID_A), &new, "3l3qo2vutsw2b"),
+            (&did(DID_C), &new, "3l3qo2vutsw2b"),
+        ])
+        .unwrap();
+    let a = store.get_repo_root(&did(DID_A)).unwrap().unwrap();
+    assert_eq!((a.cid, a.rev.as_str()), (new, "3l3qo2vutsw2b"));
+    assert!(store.get_repo_root(&did(DID_B)).unwrap().is_none());
+    assert!(store.get_repo_root(&did(DID_C)).unwrap().is_none());
+    // A new account with the deleted one's DID (moving back) starts without a stale row.
+    create(&mut store, DID_B, "bob2.test", "bob2@example.com");
+    assert!(store.get_repo_root(&did(DID_B)).unwrap().is_none());
+}
+
 // ----- invites ---------------------------------------------------------------------------------
 
 #[test]

@@ -722,7 +722,8 @@ impl AccountStore {
     }
 
     /// [`AccountStore::upsert_repo_root`] for many repos in one transaction (in order, so a
-    /// repo named twice ends at its last head).
+    /// repo named twice ends at its last head). Heads of accounts that no longer exist are
+    /// skipped.
     pub fn upsert_repo_roots<'a>(
         &mut self,
         roots: impl IntoIterator<Item = (&'a Did, &'a Cid, &'a str)>,
@@ -1290,8 +1291,12 @@ fn upsert_root(
     rev: &str,
     now: DateTime<Utc>,
 ) -> Result<(), AccountError> {
+    // Only for an account that still exists: the sequencer mirrors heads after acknowledging
+    // their writes, by which time the account may be gone, and a foreign-key failure would
+    // lose the rest of the round's heads with it.
     conn.prepare_cached(
-        "INSERT INTO repo_root (did, cid, rev, indexed_at) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO repo_root (did, cid, rev, indexed_at)
+         SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM actor WHERE did = ?1)
          ON CONFLICT (did) DO UPDATE SET cid = excluded.cid, rev = excluded.rev,
              indexed_at = excluded.indexed_at",
     )?
