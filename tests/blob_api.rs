@@ -207,7 +207,10 @@ async fn upload_reference_and_get_blob() {
     // Temporary uploads are not served.
     let res = c.get_blob(&cid).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(res.json::<Value>().await.unwrap()["error"], "BlobNotFound");
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "InvalidRequest"
+    );
 
     // The same bytes uploaded again give the same ref.
     assert_eq!(c.upload_ok(&bytes).await, blob);
@@ -236,7 +239,11 @@ async fn upload_reference_and_get_blob() {
     // Bad parameters and unknown blobs.
     let other = berth::data::raw_cid(b"never uploaded").to_string();
     let res = c.get_blob(&other).await;
-    assert_eq!(res.json::<Value>().await.unwrap()["error"], "BlobNotFound");
+    let v = res.json::<Value>().await.unwrap();
+    assert_eq!(
+        (v["error"].as_str(), v["message"].as_str()),
+        (Some("InvalidRequest"), Some("Blob not found"))
+    );
     let res = c.get_blob("not-a-cid").await;
     assert_eq!(
         res.json::<Value>().await.unwrap()["error"],
@@ -763,7 +770,10 @@ async fn taken_down_blobs_and_unavailable_repos() {
         )
         .unwrap();
     let res = c.get_blob(&cid).await;
-    assert_eq!(res.json::<Value>().await.unwrap()["error"], "BlobNotFound");
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "InvalidRequest"
+    );
     let (s, v) = c.upload(&bytes, "image/png").await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(v["error"], "InvalidRequest");

@@ -434,15 +434,18 @@ async fn json_bodies() {
     assert_eq!(status, 200);
     assert_eq!(body, json!({ "text": "hi" }));
 
+    // Text that is not JSON is a SyntaxError; JSON of the wrong shape (an empty body reads as
+    // `{}`) is InvalidRequest, as the reference answers.
     let malformed = [
-        "{\"text\": ",
-        "not json",
-        "{\"text\": 5}",
-        "{}",
-        "",
-        "\u{0}\u{1}",
+        ("{\"text\": ", "SyntaxError"),
+        ("not json", "SyntaxError"),
+        ("\u{0}\u{1}", "SyntaxError"),
+        ("{\"text\": 5}", "InvalidRequest"),
+        ("{}", "InvalidRequest"),
+        ("", "InvalidRequest"),
+        ("[1, 2]", "InvalidRequest"),
     ];
-    for raw in malformed {
+    for (raw, error) in malformed {
         let resp = s
             .post(url)
             .header("content-type", "application/json")
@@ -450,7 +453,7 @@ async fn json_bodies() {
             .send()
             .await
             .unwrap();
-        assert_xrpc_error(resp, 400, "InvalidRequest").await;
+        assert_xrpc_error(resp, 400, error).await;
     }
 
     // Wrong and missing content types.

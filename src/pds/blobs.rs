@@ -153,7 +153,8 @@ impl Pds {
         cid: &Cid,
         viewer: Option<&Did>,
     ) -> Result<BlobDownload, XrpcError> {
-        let not_found = || XrpcError::bad_request("BlobNotFound", "Blob not found");
+        // InvalidRequest, not the lexicon's BlobNotFound: what the reference answers.
+        let not_found = || XrpcError::invalid_request("Blob not found");
         let account = self.find_account(did.as_str()).await?.ok_or_else(|| {
             XrpcError::bad_request(
                 "RepoNotFound",

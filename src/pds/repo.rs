@@ -341,13 +341,25 @@ impl Pds {
         rkey: &str,
         cid: Option<&str>,
     ) -> Result<bytes::Bytes, XrpcError> {
+        // The parameters' formats first, as the reference's lexicon check does.
+        Nsid::try_from(collection)
+            .map_err(|e| XrpcError::invalid_request(format!("Invalid collection: {e}")))?;
+        RecordKey::try_from(rkey)
+            .map_err(|e| XrpcError::invalid_request(format!("Invalid rkey: {e}")))?;
+        if let Some(c) = cid {
+            Cid::try_from(c)
+                .map_err(|e| XrpcError::invalid_request(format!("Invalid cid: {e}")))?;
+        }
         let not_found = |uri: &str| {
             XrpcError::bad_request("RecordNotFound", format!("Could not locate record: {uri}"))
         };
+        // A repo not hosted here, or not active: the reference would ask its AppView, and
+        // without one answers this.
         let account = self
-            .readable_account(repo)
-            .await
-            .map_err(|_| not_found(&format!("at://{repo}/{collection}/{rkey}")))?;
+            .find_account(repo)
+            .await?
+            .filter(Account::is_active)
+            .ok_or_else(|| XrpcError::invalid_request("Could not locate record"))?;
         let did = account.did.as_str();
         let uri = || format!("at://{did}/{collection}/{rkey}");
         let cache = &self.actors.records;
@@ -394,6 +406,8 @@ impl Pds {
         cursor: Option<String>,
         reverse: bool,
     ) -> Result<Value, XrpcError> {
+        Nsid::try_from(collection)
+            .map_err(|e| XrpcError::invalid_request(format!("Invalid collection: {e}")))?;
         let account = self.readable_account(repo).await?;
         let did = account.did.clone();
         let rows = self.actors.read(&did, |reader| {

@@ -23,8 +23,8 @@ pub const RECORD_BODY_LIMIT: usize = 1_000_000;
 /// A JSON request body deserialized into `T`, capped at `LIMIT` bytes ([`JSON_BODY_LIMIT`]
 /// unless a method allows more).
 ///
-/// Failures: wrong or missing `Content-Type` and malformed or mistyped JSON give 400
-/// `InvalidRequest`; an oversize body gives 413 `PayloadTooLarge`.
+/// Failures: wrong or missing `Content-Type` and mistyped JSON give 400 `InvalidRequest`,
+/// malformed JSON 400 `SyntaxError`; an oversize body gives 413 `PayloadTooLarge`.
 #[derive(Debug, Clone)]
 pub struct XrpcJson<T, const LIMIT: usize = JSON_BODY_LIMIT>(pub T);
 
@@ -37,9 +37,26 @@ impl<S: Send + Sync, T: DeserializeOwned, const LIMIT: usize> FromRequest<S>
         check_json_content_type(req.headers())?;
         let (parts, body) = req.into_parts();
         let bytes = read_body(&parts.headers, body, LIMIT).await?;
-        serde_json::from_slice(&bytes)
+        // An empty body reads as `{}`, as the reference's body parser has it, so the missing
+        // fields are named rather than the JSON called malformed.
+        let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { &bytes };
+        serde_json::from_slice(bytes)
             .map(XrpcJson)
-            .map_err(|e| XrpcError::invalid_request(format!("Invalid JSON body: {e}")))
+            .map_err(json_body_error)
+    }
+}
+
+/// Text that is not JSON at all is a `SyntaxError`, the name the reference's body parser gives
+/// it; JSON of the wrong shape is `InvalidRequest`.
+pub fn json_body_error(e: serde_json::Error) -> XrpcError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof => {
+            XrpcError::bad_request("SyntaxError", format!("Invalid JSON body: {e}"))
+        }
+        Category::Data | Category::Io => {
+            XrpcError::invalid_request(format!("Invalid JSON body: {e}"))
+        }
     }
 }
 

@@ -16,7 +16,7 @@
 mod body;
 mod params;
 
-pub use body::{JSON_BODY_LIMIT, RECORD_BODY_LIMIT, XrpcJson, read_body};
+pub use body::{JSON_BODY_LIMIT, RECORD_BODY_LIMIT, XrpcJson, json_body_error, read_body};
 pub use params::{ParamsError, XrpcQuery, from_query_str};
 
 use axum::Json;

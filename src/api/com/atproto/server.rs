@@ -80,8 +80,7 @@ async fn deactivate_account(
     let input: DeactivateInput = if body.is_empty() {
         DeactivateInput::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| XrpcError::invalid_request(format!("Invalid JSON body: {e}")))?
+        serde_json::from_slice(&body).map_err(crate::xrpc::json_body_error)?
     };
     let delete_after = input
         .delete_after
