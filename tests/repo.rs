@@ -380,3 +380,31 @@ fn pending_nodes_lost_in_a_crash_are_rebuilt_on_open() {
     other.import_car(reader, Some(&key.public_key())).unwrap();
     assert_eq!(other.root().unwrap().unwrap().cid, repo.commit_cid());
 }
+
+/// A node the tree no longer holds is not served, even while its row waits on disk for the
+/// next write-back (getBlocks answers "Could not find cids" for it, as the reference does).
+#[test]
+fn replaced_nodes_are_not_served_before_their_write_back() {
+    use berth::store::sqlite::Durability;
+    let dir = tempfile::tempdir().unwrap();
+    let key = Keypair::generate(Curve::K256);
+    let path = dir.path().join("store.sqlite");
+    let mut store = ActorStore::open(&path, did().as_str(), Durability::Normal).unwrap();
+    let (repo, genesis) = Repo::create(did(), &key).unwrap();
+    store.apply_commit(&genesis).unwrap();
+    // Written back now, so the empty root node is on disk.
+    store.flush().unwrap();
+    let empty_root = repo.commit().data;
+    assert!(store.get_block(&empty_root).unwrap().is_some());
+    let (next, data) = repo
+        .format_commit(&store, &[create("3kaaaaaaaaaa2", "first")], &key)
+        .unwrap();
+    assert!(data.removed_nodes.contains(&empty_root));
+    store.apply_commit(&data).unwrap();
+    assert_eq!(store.get_block(&empty_root).unwrap(), None);
+    // The new root node is served although it is not on disk yet.
+    assert!(store.get_block(&next.commit().data).unwrap().is_some());
+    store.flush().unwrap();
+    assert_eq!(store.get_block(&empty_root).unwrap(), None);
+    assert!(store.get_block(&next.commit().data).unwrap().is_some());
+}

@@ -374,6 +374,10 @@ impl ActorStore {
         if let Some((_, bytes)) = self.pending.added.get(cid) {
             return Ok(Some(bytes.clone()));
         }
+        // Replaced nodes wait on disk for the next write-back; they are not the repo's.
+        if self.pending.removed.contains(cid) {
+            return Ok(None);
+        }
         Ok(self
             .conn
             .prepare_cached("SELECT content FROM repo_block WHERE cid = ?1")?

@@ -1,0 +1,59 @@
+// Raw XRPC calls for the differential bad-input tests: what a buggy or hostile client sends,
+// which the official client never would, recorded as status and XRPC error name only (messages
+// are free text and differ).
+import assert from 'node:assert/strict'
+
+/**
+ * A caller bound to `url` and a default bearer `token`. `call(method, nsid, { query, body,
+ * type, auth })` returns `{ status, error }`: `error` is null when the response is not an XRPC
+ * error. A non-string, non-bytes `body` is sent as JSON; `auth: null` sends no Authorization.
+ * Set SHOW_MESSAGES=1 to print every response's message.
+ */
+export function rawCaller(url, token) {
+  const call = async (method, nsid, { query, body, type, auth = token && `Bearer ${token}` } = {}) => {
+    const qs = query ? `?${new URLSearchParams(query)}` : ''
+    const headers = {}
+    if (auth) headers.authorization = auth
+    if (type) headers['content-type'] = type
+    let payload = body
+    if (body !== undefined && typeof body !== 'string' && !(body instanceof Uint8Array)) {
+      payload = JSON.stringify(body)
+      headers['content-type'] ??= 'application/json'
+    }
+    const res = await fetch(`${url}/xrpc/${nsid}${qs}`, { method, headers, body: payload })
+    const text = await res.text()
+    let error = null
+    let message
+    try {
+      ;({ error = null, message } = JSON.parse(text))
+    } catch {}
+    if (process.env.SHOW_MESSAGES) console.log(nsid, res.status, error, message ?? text.slice(0, 120))
+    return { status: res.status, error }
+  }
+  return {
+    call,
+    get: (nsid, query, opts = {}) => call('GET', nsid, { query, ...opts }),
+    post: (nsid, body, opts = {}) => call('POST', nsid, { body, ...opts }),
+  }
+}
+
+/**
+ * Asserts that berth's outcome equals the reference's at every step, except the steps in
+ * `deliberate`, where each side must give the outcome listed for it. Also asserts that most
+ * steps were refused (a scenario whose requests all succeeded would prove nothing).
+ */
+export function assertSameOutcomes(expected, actual, deliberate = {}, { mayPass = 0 } = {}) {
+  const refused = Object.values(expected).filter((o) => o.status >= 400).length
+  assert.ok(refused >= Object.keys(expected).length - mayPass, `the reference refused only ${refused} requests`)
+  const diffs = []
+  for (const step of Object.keys(expected)) {
+    const [want, got] = deliberate[step]
+      ? [deliberate[step], { reference: expected[step], berth: actual[step] }]
+      : [expected[step], actual[step]]
+    if (JSON.stringify(got) !== JSON.stringify(want)) {
+      diffs.push(`step ${step}: berth ${JSON.stringify(actual[step])}, reference ${JSON.stringify(expected[step])}`)
+    }
+  }
+  assert.deepEqual(diffs, [])
+  assert.deepEqual(Object.keys(actual), Object.keys(expected))
+}
