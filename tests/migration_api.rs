@@ -479,7 +479,7 @@ async fn create_account_with_a_did_uses_a_reserved_key_and_checks_the_handle() {
         v["token"].as_str().unwrap().to_string()
     };
     for (handle, error) in [
-        ("taken.test", "HandleNotAvailable"),
+        ("taken.test", "InvalidRequest"),
         ("carol.elsewhere.example", "InvalidHandle"),
         ("x.test", "InvalidHandle"),
     ] {

@@ -181,15 +181,18 @@ async fn bad_sign_ups_and_logins_are_refused_with_the_reference_errors() {
         StatusCode::OK
     );
     let cases = [
-        (("bob.test", "other@example.com"), "HandleNotAvailable"),
-        (("BOB.test", "other@example.com"), "HandleNotAvailable"),
+        // Taken, at sign-up: the reference's own check says InvalidRequest (updateHandle says
+        // HandleNotAvailable).
+        (("bob.test", "other@example.com"), "InvalidRequest"),
+        (("BOB.test", "other@example.com"), "InvalidRequest"),
         (("carol.test", "BOB@example.com"), "InvalidRequest"),
         (("admin.test", "x@example.com"), "HandleNotAvailable"),
         (("ab.test", "x@example.com"), "InvalidHandle"),
         (("a.b.test", "x@example.com"), "InvalidHandle"),
         (("carol.example.com", "x@example.com"), "UnsupportedDomain"),
-        (("carol..test", "x@example.com"), "InvalidHandle"),
-        (("carol.test", "not-an-email"), "InvalidEmail"),
+        // Not a handle at all: refused by the input's format, before the service's rules.
+        (("carol..test", "x@example.com"), "InvalidRequest"),
+        (("carol.test", "not-an-email"), "InvalidRequest"),
     ];
     for ((handle, email), error) in cases {
         let (status, body) = h.create(handle, email).await;

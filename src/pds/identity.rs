@@ -43,6 +43,9 @@ impl Pds {
     /// with the PDS rotation key), then the account. Retrying after a partial failure is safe:
     /// the PLC step is skipped when the document already holds the handle.
     pub async fn update_handle(&self, did: &Did, input: &str) -> Result<Handle, XrpcError> {
+        // As written first (the reference's lexicon check), then normalized.
+        Handle::try_from(input)
+            .map_err(|e| XrpcError::invalid_request(format!("Invalid handle: {e}")))?;
         let normalized = input.trim().to_ascii_lowercase();
         let handle = match handle_policy::check_service_handle(
             &normalized,

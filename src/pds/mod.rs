@@ -255,6 +255,10 @@ impl Pds {
         input: &SignUp,
         did: Option<&Did>,
     ) -> Result<(Handle, String), XrpcError> {
+        // The input's handle must be one as written: the reference's lexicon check, before
+        // anything else (a valid one is then normalized and held to the service's rules).
+        Handle::try_from(input.handle.as_str())
+            .map_err(|e| XrpcError::invalid_request(format!("Invalid handle: {e}")))?;
         if password::MAX_PASSWORD_LEN < utf16_len(&input.password) {
             return Err(XrpcError::invalid_request("Password too long"));
         }
@@ -265,9 +269,8 @@ impl Pds {
             ));
         }
         if !looks_like_email(&input.email) {
-            return Err(XrpcError::bad_request(
-                "InvalidEmail",
-                "This email address is not supported, please use a different email address.",
+            return Err(XrpcError::invalid_request(
+                "This email address is not supported, please use a different email.",
             ));
         }
         let handle = match (
@@ -289,19 +292,25 @@ impl Pds {
                 input.email.clone(),
                 input.invite_code.clone(),
             );
-            self.accounts(move |s| {
-                if s.get_account_by_handle(&h)?.is_some() {
-                    return Err(AccountError::HandleTaken);
-                }
-                if s.get_account_by_email(&e)?.is_some() {
-                    return Err(AccountError::EmailTaken);
-                }
-                if let Some(code) = code {
-                    s.check_invite_code(&code)?;
-                }
-                Ok(())
-            })
-            .await?;
+            // InvalidRequest naming the handle or email, as the reference's own check (the
+            // store's constraint, for a sign-up racing this one, says HandleNotAvailable).
+            let taken = self
+                .accounts(move |s| {
+                    if s.get_account_by_handle(&h)?.is_some() {
+                        return Ok(Some(format!("Handle already taken: {h}")));
+                    }
+                    if s.get_account_by_email(&e)?.is_some() {
+                        return Ok(Some(format!("Email already taken: {e}")));
+                    }
+                    if let Some(code) = code {
+                        s.check_invite_code(&code)?;
+                    }
+                    Ok(None)
+                })
+                .await?;
+            if let Some(message) = taken {
+                return Err(XrpcError::invalid_request(message));
+            }
         }
         let password_scrypt = password::hash_password(&input.password)
             .map_err(|e| XrpcError::invalid_request(e.to_string()))?;
@@ -502,8 +511,7 @@ impl Pds {
         }
         match self.handles.resolve(&h).await {
             Ok(Some(resolved)) if resolved == *did => Ok(h),
-            _ => Err(XrpcError::bad_request(
-                "InvalidHandle",
+            _ => Err(XrpcError::invalid_request(
                 "External handle did not resolve to DID",
             )),
         }
