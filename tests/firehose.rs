@@ -406,7 +406,7 @@ async fn account_status_changes_emit_the_reference_event_sequences() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["error"], "AccountDeactivated");
     let (s, status) = {

@@ -7,7 +7,6 @@ use super::Pds;
 use crate::store::account::{Account, AccountError, AppPassword, CreatedAppPassword};
 use crate::syntax::Did;
 use crate::xrpc::XrpcError;
-use axum::http::StatusCode;
 
 impl Pds {
     /// `createAppPassword`: a new `xxxx-xxxx-xxxx-xxxx` secret, returned only here.
@@ -69,11 +68,7 @@ pub(super) fn usable(account: Option<Account>) -> Result<Account, XrpcError> {
             "AccountNotFound",
             "Account not found",
         )),
-        Some(a) if a.takedown_ref.is_some() => Err(XrpcError::new(
-            StatusCode::UNAUTHORIZED,
-            "AccountTakedown",
-            "Account has been taken down",
-        )),
+        Some(a) if a.takedown_ref.is_some() => Err(super::account_taken_down()),
         Some(a) => Ok(a),
     }
 }

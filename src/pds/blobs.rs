@@ -53,10 +53,7 @@ impl Pds {
     {
         let account = self.account(did).await?;
         if account.takedown_ref.is_some() {
-            return Err(XrpcError::bad_request(
-                "AccountTakedown",
-                "Account has been taken down",
-            ));
+            return Err(super::account_taken_down());
         }
         let limit = self.config.service.blob_upload_limit;
         let uploaded = crate::blob::upload(&*self.blobs, did, body, limit, content_type)

@@ -63,10 +63,7 @@ fn no_email() -> XrpcError {
 
 fn check_not_takendown(account: &Account) -> Result<(), XrpcError> {
     if account.takedown_ref.is_some() {
-        return Err(XrpcError::bad_request(
-            "AccountTakedown",
-            "Account has been taken down",
-        ));
+        return Err(super::account_taken_down());
     }
     Ok(())
 }

@@ -584,10 +584,7 @@ impl Pds {
             return Err(invalid());
         };
         if account.takedown_ref.is_some() {
-            return Err(XrpcError::bad_request(
-                "AccountTakedown",
-                "Account has been taken down",
-            ));
+            return Err(account_taken_down());
         }
         let (scope, app_password) = match method {
             LoginMethod::Password => (AuthScope::Access, None),
@@ -782,6 +779,24 @@ fn looks_like_email(email: &str) -> bool {
         && !domain.ends_with('.')
         && email.len() <= 254
         && !email.chars().any(char::is_whitespace)
+}
+
+/// A taken-down account acting: 401, as the reference's auth check answers.
+pub(crate) fn account_taken_down() -> XrpcError {
+    XrpcError::new(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "AccountTakedown",
+        "Account has been taken down",
+    )
+}
+
+/// A deactivated account writing: 401, as the reference's auth check answers.
+pub(crate) fn account_deactivated() -> XrpcError {
+    XrpcError::new(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "AccountDeactivated",
+        "Account is deactivated",
+    )
 }
 
 /// Account-store errors as the reference names them.

@@ -74,10 +74,7 @@ impl Pds {
     ) -> Result<(), XrpcError> {
         let account = self.account(did).await?;
         if account.takedown_ref.is_some() {
-            return Err(XrpcError::bad_request(
-                "AccountTakedown",
-                "Account has been taken down",
-            ));
+            return Err(super::account_taken_down());
         }
         let mut rows = Vec::with_capacity(prefs.len());
         for pref in prefs {

@@ -235,16 +235,10 @@ impl Pds {
             ));
         }
         if account.takedown_ref.is_some() {
-            return Err(XrpcError::bad_request(
-                "AccountTakedown",
-                "Account has been taken down",
-            ));
+            return Err(super::account_taken_down());
         }
         if account.deactivated_at.is_some() {
-            return Err(XrpcError::bad_request(
-                "AccountDeactivated",
-                "Account is deactivated",
-            ));
+            return Err(super::account_deactivated());
         }
         Ok(account)
     }
@@ -489,10 +483,7 @@ impl Pds {
         }
         let account = self.account(did).await?;
         if account.takedown_ref.is_some() {
-            return Err(XrpcError::bad_request(
-                "AccountTakedown",
-                "Account has been taken down",
-            ));
+            return Err(super::account_taken_down());
         }
         // The key the DID document names now (at migration time: the old host's key).
         let key = match self.dids.resolve_atproto_key(did, true).await {
