@@ -488,13 +488,13 @@ async fn oversize_bodies() {
         .send()
         .await
         .unwrap();
-    assert_xrpc_error(resp, 413, "PayloadTooLarge").await;
+    assert_xrpc_error(resp, 413, "PayloadTooLargeError").await;
 
     // The same without Content-Length (chunked): refused while streaming.
     let (status, body) =
         raw_chunked_post(&s.url, "/xrpc/com.example.test.echoBody", &big_json).await;
     assert!(status.contains(" 413 "), "{status}");
-    assert!(body.contains("\"PayloadTooLarge\""), "{body}");
+    assert!(body.contains("\"PayloadTooLargeError\""), "{body}");
 
     // Over the server-wide cap on any XRPC path: the body-limit layer's 413, as XRPC JSON.
     let huge = vec![b'a'; 1_100_000];

@@ -297,6 +297,18 @@ async fn bad_writes_are_refused_and_change_nothing() {
             json!({"repo": c.did, "collection": "app.bsky.feed.post", "record": {"$type": "app.bsky.feed.like", "text": "x"}}),
             "InvalidRequest",
         ),
+        // An integer past 2^53 - 1, deep in an unknown record type (the reference can't store
+        // it, so berth doesn't take it).
+        (
+            "com.atproto.repo.createRecord",
+            json!({"repo": c.did, "collection": "com.example.thing", "record": {"a": [{"n": 9_007_199_254_740_992_i64}]}}),
+            "InvalidRequest",
+        ),
+        (
+            "com.atproto.repo.createRecord",
+            json!({"repo": c.did, "collection": "com.example.thing", "record": {"n": -9_007_199_254_740_992_i64}}),
+            "InvalidRequest",
+        ),
         // validate=true on an unknown type.
         (
             "com.atproto.repo.createRecord",
@@ -389,7 +401,7 @@ async fn bad_writes_are_refused_and_change_nothing() {
         .await;
     assert_eq!(
         (s, v["error"].as_str()),
-        (StatusCode::PAYLOAD_TOO_LARGE, Some("PayloadTooLarge"))
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("PayloadTooLargeError"))
     );
     // Its connection is closed (the body was not read); the next request, on the same client,
     // gets a fresh one instead of a broken pipe.
@@ -428,6 +440,35 @@ async fn bad_writes_are_refused_and_change_nothing() {
     .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert_eq!(c.root().await, root);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn integers_in_the_safe_range_are_stored() {
+    let c = Client::new().await;
+    let max = 9_007_199_254_740_991_i64;
+    let (s, v) = c
+        .post(
+            "com.atproto.repo.createRecord",
+            json!({"repo": c.did, "collection": "com.example.thing", "rkey": "n",
+                   "record": {"max": max, "min": -max}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = c
+        .get(
+            "com.atproto.repo.getRecord",
+            &[
+                ("repo", &c.did),
+                ("collection", "com.example.thing"),
+                ("rkey", "n"),
+            ],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["value"]["max"].as_i64(), v["value"]["min"].as_i64()),
+        (Some(max), Some(-max))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

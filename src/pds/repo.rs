@@ -548,8 +548,8 @@ fn prepare_record(
     }
     let record = json::from_json(&Value::Object(map))
         .map_err(|e| XrpcError::invalid_request(format!("Invalid record: {e}")))?;
-    if has_legacy_blob(&record) {
-        return Err(XrpcError::invalid_request("Legacy blobs are not allowed"));
+    if let Some(reason) = refused_value(&record) {
+        return Err(XrpcError::invalid_request(reason));
     }
     let status = lexicon::check_write(
         Catalog::builtin(),
@@ -563,16 +563,28 @@ fn prepare_record(
 }
 
 /// A `{cid, mimeType}` blob reference (pre-2023 form), anywhere in the record.
-fn has_legacy_blob(v: &Ipld) -> bool {
+/// Largest integer a new record may hold: JavaScript's safe range, as the data model advises.
+/// The reference PDS fails to store a larger one, so a repo holding it could not move there.
+const MAX_SAFE_INTEGER: i128 = (1 << 53) - 1;
+
+/// Why a new record's value is refused although the data model allows it, if it is: a legacy
+/// blob (`{cid, mimeType}`), or an integer beyond [`MAX_SAFE_INTEGER`].
+fn refused_value(v: &Ipld) -> Option<&'static str> {
     match v {
         Ipld::Map(m) => {
-            (m.len() == 2
+            if m.len() == 2
                 && matches!(m.get("cid"), Some(Ipld::String(_)))
-                && matches!(m.get("mimeType"), Some(Ipld::String(_))))
-                || m.values().any(has_legacy_blob)
+                && matches!(m.get("mimeType"), Some(Ipld::String(_)))
+            {
+                return Some("Legacy blobs are not allowed");
+            }
+            m.values().find_map(refused_value)
         }
-        Ipld::List(items) => items.iter().any(has_legacy_blob),
-        _ => false,
+        Ipld::List(items) => items.iter().find_map(refused_value),
+        Ipld::Integer(n) if n.abs() > MAX_SAFE_INTEGER => Some(
+            "Invalid record: integers beyond 2^53 - 1 are not accepted (other implementations cannot store them)",
+        ),
+        _ => None,
     }
 }
 

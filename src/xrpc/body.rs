@@ -2,7 +2,8 @@
 //!
 //! The cap is enforced twice: a declared `Content-Length` over the limit is refused before
 //! reading anything, and the running total is checked as frames arrive (a chunked body can lie
-//! by omission). Either way the client gets 413 `PayloadTooLarge`, never a truncated parse.
+//! by omission). Either way the client gets 413, never a truncated parse: `PayloadTooLarge`
+//! for raw bodies, `PayloadTooLargeError` for JSON ones (the names the reference gives them).
 
 use std::pin::Pin;
 
@@ -24,7 +25,7 @@ pub const RECORD_BODY_LIMIT: usize = 1_000_000;
 /// unless a method allows more).
 ///
 /// Failures: wrong or missing `Content-Type` and mistyped JSON give 400 `InvalidRequest`,
-/// malformed JSON 400 `SyntaxError`; an oversize body gives 413 `PayloadTooLarge`.
+/// malformed JSON 400 `SyntaxError`; an oversize body gives 413 `PayloadTooLargeError`.
 #[derive(Debug, Clone)]
 pub struct XrpcJson<T, const LIMIT: usize = JSON_BODY_LIMIT>(pub T);
 
@@ -36,7 +37,16 @@ impl<S: Send + Sync, T: DeserializeOwned, const LIMIT: usize> FromRequest<S>
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         check_json_content_type(req.headers())?;
         let (parts, body) = req.into_parts();
-        let bytes = read_body(&parts.headers, body, LIMIT).await?;
+        // The reference's JSON body parser names an oversize body differently from its XRPC
+        // layer (which refuses oversize blobs as `PayloadTooLarge`).
+        let bytes = read_body(&parts.headers, body, LIMIT)
+            .await
+            .map_err(|mut e| {
+                if e.status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    e.error = "PayloadTooLargeError".into();
+                }
+                e
+            })?;
         // An empty body reads as `{}`, as the reference's body parser has it, so the missing
         // fields are named rather than the JSON called malformed.
         let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { &bytes };

@@ -6,10 +6,11 @@ import assert from 'node:assert/strict'
 /**
  * A caller bound to `url` and a default bearer `token`. `call(method, nsid, { query, body,
  * type, auth })` returns `{ status, error }`: `error` is null when the response is not an XRPC
- * error. A non-string, non-bytes `body` is sent as JSON; `auth: null` sends no Authorization.
+ * error; with `detail`, a successful write's `validationStatus` (or applyWrites' result types
+ * and verdicts) is added. A non-string, non-bytes `body` is sent as JSON; `auth: null` sends no Authorization.
  * Set SHOW_MESSAGES=1 to print every response's message.
  */
-export function rawCaller(url, token) {
+export function rawCaller(url, token, { detail = false } = {}) {
   const call = async (method, nsid, { query, body, type, auth = token && `Bearer ${token}` } = {}) => {
     const qs = query ? `?${new URLSearchParams(query)}` : ''
     const headers = {}
@@ -24,11 +25,19 @@ export function rawCaller(url, token) {
     const text = await res.text()
     let error = null
     let message
+    let parsed
     try {
-      ;({ error = null, message } = JSON.parse(text))
+      parsed = JSON.parse(text)
+      ;({ error = null, message } = parsed)
     } catch {}
     if (process.env.SHOW_MESSAGES) console.log(nsid, res.status, error, message ?? text.slice(0, 120))
-    return { status: res.status, error }
+    const outcome = { status: res.status, error }
+    // With `detail`, a write's validation verdicts too (per result for applyWrites).
+    if (detail && parsed && res.status === 200) {
+      if (parsed.validationStatus) outcome.validationStatus = parsed.validationStatus
+      if (Array.isArray(parsed.results)) outcome.results = parsed.results.map((r) => [r.$type, r.validationStatus ?? null])
+    }
+    return outcome
   }
   return {
     call,
