@@ -151,10 +151,16 @@ where
 }
 
 /// The MIME type of a blob starting with `head`: sniffed, else declared, else octet-stream.
-/// A declared type is used only if it is printable ASCII of a sane length.
+/// A declared type is used only if it is printable ASCII of a sane length. Of text formats only
+/// an XML declaration counts, as in the reference (which does not take text for HTML or a
+/// script, and calls XML `application/xml`).
 pub fn sniff_mime(head: &[u8], declared: Option<&str>) -> String {
-    if let Some(kind) = infer::get(head) {
-        return kind.mime_type().to_owned();
+    match infer::get(head) {
+        Some(kind) if kind.matcher_type() != infer::MatcherType::Text => {
+            return kind.mime_type().to_owned();
+        }
+        Some(kind) if kind.extension() == "xml" => return "application/xml".to_owned(),
+        _ => {}
     }
     match declared.map(str::trim) {
         Some(d)

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
  * A caller bound to `url` and a default bearer `token`. `call(method, nsid, { query, body,
  * type, auth })` returns `{ status, error }`: `error` is null when the response is not an XRPC
  * error; with `detail`, a successful write's `validationStatus` (or applyWrites' result types
- * and verdicts) is added. A non-string, non-bytes `body` is sent as JSON; `auth: null` sends no Authorization.
+ * and verdicts) and an upload's blob `mimeType` and `size` are added. A non-string, non-bytes `body` is sent as JSON; `auth: null` sends no Authorization.
  * Set SHOW_MESSAGES=1 to print every response's message.
  */
 export function rawCaller(url, token, { detail = false } = {}) {
@@ -36,6 +36,7 @@ export function rawCaller(url, token, { detail = false } = {}) {
     if (detail && parsed && res.status === 200) {
       if (parsed.validationStatus) outcome.validationStatus = parsed.validationStatus
       if (Array.isArray(parsed.results)) outcome.results = parsed.results.map((r) => [r.$type, r.validationStatus ?? null])
+      if (parsed.blob) outcome.blob = { mimeType: parsed.blob.mimeType, size: parsed.blob.size }
     }
     return outcome
   }

@@ -388,12 +388,16 @@ async fn upload_blob(
             "request body exceeds {limit} bytes"
         )));
     }
+    // Required, as for any XRPC input, though sniffing may override it.
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|ct| ct.split(';').next().unwrap_or("").trim().to_string());
+        .map(|ct| ct.split(';').next().unwrap_or("").trim().to_string())
+        .ok_or_else(|| {
+            XrpcError::invalid_request("Request encoding (Content-Type) required but not provided")
+        })?;
     let blob = pds
-        .upload_blob(&auth.did, body.into_data_stream(), content_type.as_deref())
+        .upload_blob(&auth.did, body.into_data_stream(), Some(&content_type))
         .await?;
     Ok(Json(json!({
         "blob": {
