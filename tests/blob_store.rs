@@ -496,9 +496,18 @@ async fn mime_is_sniffed_then_declared(f: &Fixture) {
     }
     assert_eq!(sniff_mime(b"", Some(" image/webp ")), "image/webp");
     // Text is not sniffed (as in the reference), except an XML declaration.
-    assert_eq!(sniff_mime(b"<!DOCTYPE html><html></html>", Some("image/png")), "image/png");
-    assert_eq!(sniff_mime(b"#!/bin/sh\necho hi\n", None), "application/octet-stream");
-    assert_eq!(sniff_mime(b"<?xml version=\"1.0\"?><a/>", Some("image/png")), "application/xml");
+    assert_eq!(
+        sniff_mime(b"<!DOCTYPE html><html></html>", Some("image/png")),
+        "image/png"
+    );
+    assert_eq!(
+        sniff_mime(b"#!/bin/sh\necho hi\n", None),
+        "application/octet-stream"
+    );
+    assert_eq!(
+        sniff_mime(b"<?xml version=\"1.0\"?><a/>", Some("image/png")),
+        "application/xml"
+    );
     assert_eq!(
         sniff_mime(b"", Some("text/plain\r\nX-Evil: 1")),
         "application/octet-stream"

@@ -318,7 +318,11 @@ impl Pds {
     }
 
     /// `createAccount` for a new did:plc: checks, repo, PLC genesis, then the account rows.
-    pub async fn create_account(&self, input: SignUp) -> Result<Session, XrpcError> {
+    /// Returns the session and the new DID's document (which the reference's response holds).
+    pub async fn create_account(
+        &self,
+        input: SignUp,
+    ) -> Result<(Session, serde_json::Value), XrpcError> {
         let (handle, password_scrypt) = self.check_sign_up(&input, None).await?;
 
         // The DID comes from the signed genesis operation.
@@ -337,19 +341,22 @@ impl Pds {
                 .public_key()
                 .to_did_key(),
         );
-        let genesis = PlcOperation::atproto_genesis(
+        let unsigned = PlcOperation::atproto_genesis(
             rotation_keys,
             &signing_key.public_key(),
             &handle,
             &self.config.service.public_url,
-        )
-        .sign(&self.config.secrets.plc_rotation_key)
-        .map_err(|e| XrpcError::invalid_request(format!("PLC operation: {e}")))?;
+        );
+        let genesis = unsigned
+            .clone()
+            .sign(&self.config.secrets.plc_rotation_key)
+            .map_err(|e| XrpcError::invalid_request(format!("PLC operation: {e}")))?;
         let did: Did = genesis
             .did()
             .ok()
             .and_then(|d| d.parse().ok())
             .ok_or_else(|| XrpcError::internal("could not derive a DID from the genesis op"))?;
+        let did_doc = unsigned.to_document_data(did.as_str()).to_did_document();
 
         // Repo first, so the account never exists without one.
         let repo_genesis = self
@@ -402,7 +409,7 @@ impl Pds {
             Ok(account) => {
                 self.sequence(signup_events(&did, &handle, &repo_genesis))
                     .await;
-                Ok(Session { account, tokens })
+                Ok((Session { account, tokens }, did_doc))
             }
             Err(e) => {
                 // The DID stays registered at the PLC (as the reference, which only tombstones

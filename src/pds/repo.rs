@@ -475,7 +475,7 @@ impl Pds {
     /// hash, the commit's DID, every node and record; the signature against the DID document's
     /// key when it can be resolved). Records' blob links are indexed, so the blobs show up in
     /// `listMissingBlobs`. Nothing is sequenced, as in the reference.
-    pub async fn import_repo(&self, did: &Did, car: bytes::Bytes) -> Result<Value, XrpcError> {
+    pub async fn import_repo(&self, did: &Did, car: bytes::Bytes) -> Result<(), XrpcError> {
         if !self.config.service.accepting_repo_imports {
             return Err(XrpcError::invalid_request(
                 "Service is not accepting repo imports",
@@ -521,7 +521,7 @@ impl Pds {
             )
             .wait()
             .await;
-        Ok(json!({}))
+        Ok(())
     }
 }
 

@@ -120,7 +120,7 @@ pub async fn run(
     let did = match pds.create_session(DEMO_HANDLE, &password).await {
         Ok(session) => session.account.did.to_string(),
         Err(_) => {
-            let session = pds
+            let (session, _) = pds
                 .create_account(SignUp {
                     handle: DEMO_HANDLE.into(),
                     email: DEMO_EMAIL.into(),

@@ -172,6 +172,16 @@ impl IntoResponse for XrpcError {
     }
 }
 
+/// The success of a procedure without output: 200 and an empty body, as the reference sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoOutput;
+
+impl IntoResponse for NoOutput {
+    fn into_response(self) -> Response {
+        StatusCode::OK.into_response()
+    }
+}
+
 /// Handler result type: `Ok` is any response, `Err` an [`XrpcError`].
 pub type XrpcResult<T> = Result<T, XrpcError>;
 

@@ -4,7 +4,7 @@ use crate::api::auth::AccessAuth;
 use crate::auth::AuthScope;
 use crate::server::AppState;
 use crate::server::XrpcRoutes;
-use crate::xrpc::{XrpcError, XrpcJson};
+use crate::xrpc::{NoOutput, XrpcError, XrpcJson};
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
@@ -42,12 +42,12 @@ async fn put_preferences(
     State(state): State<AppState>,
     auth: AccessAuth,
     XrpcJson(input): XrpcJson<PutPreferencesInput>,
-) -> Result<Json<Value>, XrpcError> {
+) -> Result<NoOutput, XrpcError> {
     auth.require_standard()?;
     let full = auth.claims.scope == AuthScope::Access;
     state
         .pds()?
         .put_preferences(&auth.did, input.preferences, full)
         .await?;
-    Ok(Json(json!({})))
+    Ok(NoOutput)
 }

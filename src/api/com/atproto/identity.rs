@@ -5,7 +5,7 @@ use crate::api::limits::Caller;
 use crate::pds::rate_limits;
 use crate::server::AppState;
 use crate::server::XrpcRoutes;
-use crate::xrpc::{XrpcError, XrpcJson, XrpcQuery};
+use crate::xrpc::{NoOutput, XrpcError, XrpcJson, XrpcQuery};
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
@@ -49,14 +49,14 @@ async fn update_handle(
     caller: Caller,
     auth: AccessAuth,
     XrpcJson(input): XrpcJson<HandleParam>,
-) -> Result<Json<Value>, XrpcError> {
+) -> Result<NoOutput, XrpcError> {
     caller.check(
         &state,
         rate_limits::did_limits("com.atproto.identity.updateHandle"),
         auth.did.as_str(),
     )?;
     state.pds()?.update_handle(&auth.did, &input.handle).await?;
-    Ok(Json(json!({})))
+    Ok(NoOutput)
 }
 
 // ----- PLC operation signing: requestPlcOperationSignature, signPlcOperation ---------------
@@ -68,13 +68,13 @@ async fn update_handle(
 async fn request_plc_operation_signature(
     State(state): State<AppState>,
     auth: AccessAuth,
-) -> Result<Json<Value>, XrpcError> {
+) -> Result<NoOutput, XrpcError> {
     auth.require_full_or_takendown()?;
     state
         .pds()?
         .request_plc_operation_signature(&auth.did)
         .await?;
-    Ok(Json(json!({})))
+    Ok(NoOutput)
 }
 
 #[derive(Deserialize)]
@@ -130,11 +130,11 @@ async fn submit_plc_operation(
     State(state): State<AppState>,
     auth: AccessAuth,
     XrpcJson(input): XrpcJson<SubmitPlcOperationInput>,
-) -> Result<Json<Value>, XrpcError> {
+) -> Result<NoOutput, XrpcError> {
     auth.require_standard()?;
     state
         .pds()?
         .submit_plc_operation(&auth.did, &input.operation)
         .await?;
-    Ok(Json(json!({})))
+    Ok(NoOutput)
 }

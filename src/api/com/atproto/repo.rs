@@ -6,7 +6,7 @@ use crate::data::Cid;
 use crate::pds::repo::{OpResult, WriteOp, WriteOptions, WriteOutcome};
 use crate::server::AppState;
 use crate::server::XrpcRoutes;
-use crate::xrpc::{RECORD_BODY_LIMIT, XrpcError, XrpcJson, XrpcQuery};
+use crate::xrpc::{NoOutput, RECORD_BODY_LIMIT, XrpcError, XrpcJson, XrpcQuery};
 use axum::Json;
 use axum::extract::State;
 use axum::http::header;
@@ -344,12 +344,13 @@ async fn import_repo(
     auth: AccessAuth,
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
-) -> Result<Json<Value>, XrpcError> {
+) -> Result<NoOutput, XrpcError> {
     auth.require_full()?;
     let pds = state.pds()?;
     let limit = usize::try_from(pds.config.service.repo_import_limit()).unwrap_or(usize::MAX);
     let car = crate::xrpc::read_body(&headers, body, limit).await?;
-    Ok(Json(pds.import_repo(&auth.did, car).await?))
+    pds.import_repo(&auth.did, car).await?;
+    Ok(NoOutput)
 }
 
 #[derive(Deserialize)]

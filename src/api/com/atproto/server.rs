@@ -9,7 +9,7 @@ use crate::server::AppState;
 use crate::server::XrpcRoutes;
 use crate::store::account::{Account, AccountStatus, InviteCode};
 use crate::syntax::Did;
-use crate::xrpc::{XrpcError, XrpcJson, XrpcQuery};
+use crate::xrpc::{NoOutput, XrpcError, XrpcJson, XrpcQuery};
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -74,7 +74,7 @@ async fn deactivate_account(
     State(state): State<AppState>,
     auth: AccessAuth,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, XrpcError> {
+) -> Result<NoOutput, XrpcError> {
     auth.require_full_or_takendown()?;
     // The input is optional: an empty body means no deleteAfter.
     let input: DeactivateInput = if body.is_empty() {
@@ -94,16 +94,16 @@ async fn deactivate_account(
         .pds()?
         .deactivate_account(&auth.did, delete_after)
         .await?;
-    Ok(Json(json!({})))
+    Ok(NoOutput)
 }
 
 async fn activate_account(
     State(state): State<AppState>,
     auth: AccessAuth,
-) -> Result<Json<Value>, XrpcError> {
+) -> Result<NoOutput, XrpcError> {
     auth.require_full()?;
     state.pds()?.activate_account(&auth.did).await?;
-    Ok(Json(json!({})))
+    Ok(NoOutput)
 }
 
 async fn check_account_status(
@@ -141,7 +141,7 @@ async fn create_account(
             "Email and password are required",
         ));
     };
-    let session = state
+    let (session, did_doc) = state
         .pds()?
         .create_account(SignUp {
             handle: input.handle,
@@ -156,6 +156,7 @@ async fn create_account(
         "refreshJwt": session.tokens.refresh_jwt,
         "handle": handle_of(&session.account),
         "did": session.account.did,
+        "didDoc": did_doc,
     })))
 }
 
@@ -177,7 +178,7 @@ async fn create_session(
         .pds()?
         .create_session(&input.identifier, &input.password)
         .await?;
-    Ok(Json(session_json(&session, true)))
+    Ok(Json(session_json(&session)))
 }
 
 async fn get_session(
@@ -185,7 +186,7 @@ async fn get_session(
     auth: AccessAuth,
 ) -> Result<Json<Value>, XrpcError> {
     let account = state.pds()?.account(&auth.did).await?;
-    Ok(Json(account_json(&account, true)))
+    Ok(Json(account_json(&account)))
 }
 
 async fn refresh_session(
@@ -196,15 +197,15 @@ async fn refresh_session(
     if session.account.did != auth.did {
         return Err(XrpcError::invalid_token("Token subject does not match"));
     }
-    Ok(Json(session_json(&session, false)))
+    Ok(Json(session_json(&session)))
 }
 
 async fn delete_session(
     State(state): State<AppState>,
     auth: RefreshAuth,
-) -> Result<Json<Value>, XrpcError> {
+) -> Result<NoOutput, XrpcError> {
     state.pds()?.delete_session(&auth.claims.jti).await?;
-    Ok(Json(json!({})))
+    Ok(NoOutput)
 }
 
 fn handle_of(account: &Account) -> String {
@@ -214,17 +215,17 @@ fn handle_of(account: &Account) -> String {
         .map_or_else(|| "handle.invalid".to_string(), |h| h.to_string())
 }
 
-/// `getSession`'s shape: who, email, and hosting status.
-fn account_json(account: &Account, with_email: bool) -> Value {
+/// `getSession`'s shape: who, email, and hosting status (no `didDoc`: the reference adds it only
+/// with `PDS_ENABLE_DID_DOC_WITH_SESSION`, no `emailAuthFactor`: it never sends one).
+fn account_json(account: &Account) -> Value {
     let mut out = json!({
         "handle": handle_of(account),
         "did": account.did,
         "active": account.is_active(),
+        "emailConfirmed": account.email_confirmed_at.is_some(),
     });
-    if with_email {
-        out["email"] = json!(account.email);
-        out["emailConfirmed"] = json!(account.email_confirmed_at.is_some());
-        out["emailAuthFactor"] = json!(false);
+    if let Some(email) = &account.email {
+        out["email"] = json!(email);
     }
     if !account.is_active() {
         out["status"] = json!(match account.status() {
@@ -236,8 +237,8 @@ fn account_json(account: &Account, with_email: bool) -> Value {
     out
 }
 
-fn session_json(session: &Session, with_email: bool) -> Value {
-    let mut out = account_json(&session.account, with_email);
+fn session_json(session: &Session) -> Value {
+    let mut out = account_json(&session.account);
     out["accessJwt"] = json!(session.tokens.access_jwt);
     out["refreshJwt"] = json!(session.tokens.refresh_jwt);
     out
@@ -304,13 +305,13 @@ async fn revoke_app_password(
     State(state): State<AppState>,
     auth: AccessAuth,
     XrpcJson(input): XrpcJson<RevokeAppPasswordInput>,
-) -> Result<Json<Value>, XrpcError> {
+) -> Result<NoOutput, XrpcError> {
     auth.require_standard()?;
     state
         .pds()?
         .revoke_app_password(&auth.did, &input.name)
         .await?;
-    Ok(Json(json!({})))
+    Ok(NoOutput)
 }
 
 // ----- invite codes -------------------------------------------------------------------------
@@ -467,7 +468,7 @@ async fn request_email_confirmation(
     State(state): State<AppState>,
     caller: Caller,
     auth: AccessAuth,
-) -> Result<Json<Value>, XrpcError> {
+) -> Result<NoOutput, XrpcError> {
     auth.require_standard()?;
     caller.check(
         &state,
@@ -475,7 +476,7 @@ async fn request_email_confirmation(
         auth.did.as_str(),
     )?;
     state.pds()?.request_email_confirmation(&auth.did).await?;
-    Ok(Json(json!({})))
+    Ok(NoOutput)
 }
 
 #[derive(Deserialize)]
@@ -488,13 +489,13 @@ async fn confirm_email(
     State(state): State<AppState>,
     auth: AccessAuth,
     XrpcJson(input): XrpcJson<ConfirmEmailInput>,
-) -> Result<Json<Value>, XrpcError> {
+) -> Result<NoOutput, XrpcError> {
     auth.require_standard()?;
     state
         .pds()?
         .confirm_email(&auth.did, &input.email, &input.token)
         .await?;
-    Ok(Json(json!({})))
+    Ok(NoOutput)
 }
 
 async fn request_email_update(
@@ -523,13 +524,13 @@ async fn update_email(
     State(state): State<AppState>,
     auth: AccessAuth,
     XrpcJson(input): XrpcJson<UpdateEmailInput>,
-) -> Result<Json<Value>, XrpcError> {
+) -> Result<NoOutput, XrpcError> {
     auth.require_full()?;
     state
         .pds()?
         .update_email(&auth.did, &input.email, input.token.as_deref())
         .await?;
-    Ok(Json(json!({})))
+    Ok(NoOutput)
 }
 
 #[derive(Deserialize)]
@@ -540,9 +541,9 @@ struct RequestPasswordResetInput {
 async fn request_password_reset(
     State(state): State<AppState>,
     XrpcJson(input): XrpcJson<RequestPasswordResetInput>,
-) -> Result<Json<Value>, XrpcError> {
+) -> Result<NoOutput, XrpcError> {
     state.pds()?.request_password_reset(&input.email).await?;
-    Ok(Json(json!({})))
+    Ok(NoOutput)
 }
 
 #[derive(Deserialize)]
@@ -554,19 +555,19 @@ struct ResetPasswordInput {
 async fn reset_password(
     State(state): State<AppState>,
     XrpcJson(input): XrpcJson<ResetPasswordInput>,
-) -> Result<Json<Value>, XrpcError> {
+) -> Result<NoOutput, XrpcError> {
     state
         .pds()?
         .reset_password(&input.token, &input.password)
         .await?;
-    Ok(Json(json!({})))
+    Ok(NoOutput)
 }
 
 async fn request_account_delete(
     State(state): State<AppState>,
     caller: Caller,
     auth: AccessAuth,
-) -> Result<Json<Value>, XrpcError> {
+) -> Result<NoOutput, XrpcError> {
     auth.require_full()?;
     caller.check(
         &state,
@@ -574,7 +575,7 @@ async fn request_account_delete(
         auth.did.as_str(),
     )?;
     state.pds()?.request_account_delete(&auth.did).await?;
-    Ok(Json(json!({})))
+    Ok(NoOutput)
 }
 
 #[derive(Deserialize)]
@@ -587,7 +588,7 @@ struct DeleteAccountInput {
 async fn delete_account(
     State(state): State<AppState>,
     XrpcJson(input): XrpcJson<DeleteAccountInput>,
-) -> Result<Json<Value>, XrpcError> {
+) -> Result<NoOutput, XrpcError> {
     let did: Did = input
         .did
         .parse()
@@ -596,7 +597,7 @@ async fn delete_account(
         .pds()?
         .delete_account_with_token(&did, &input.password, &input.token)
         .await?;
-    Ok(Json(json!({})))
+    Ok(NoOutput)
 }
 
 // ----- migration: service auth and bring-your-own-DID sign-up -------------------------------
