@@ -329,3 +329,41 @@ async fn repo_writes_spend_the_accounts_points_unless_bypassed() {
     assert_eq!(res.status(), StatusCode::OK);
     assert_ne!(head(&h).await, before);
 }
+
+#[tokio::test]
+async fn login_headers_describe_the_per_identifier_limit() {
+    let h = start_pds(&[ON]).await;
+    let login = || {
+        let body = json!({"identifier": "nobody.test", "password": "wrong"});
+        call(
+            &h,
+            "com.atproto.server.createSession",
+            Some(body),
+            Some("198.51.100.9"),
+            &[],
+        )
+    };
+    // 30 per 5 minutes per identifier and IP: tighter than the global 3,000, so the headers
+    // describe it, as the reference's do.
+    for i in 0..30u32 {
+        let res = login().await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "login {i}");
+        assert_eq!(header(&res, "ratelimit-limit").as_deref(), Some("30"));
+        assert_eq!(
+            header(&res, "ratelimit-remaining"),
+            Some((29 - i).to_string())
+        );
+        assert_eq!(
+            header(&res, "ratelimit-policy").as_deref(),
+            Some("30;w=300")
+        );
+    }
+    let refused = login().await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&refused, "ratelimit-limit").as_deref(), Some("30"));
+    assert_eq!(
+        header(&refused, "ratelimit-remaining").as_deref(),
+        Some("0")
+    );
+    assert_eq!(error_of(refused).await.1, "RateLimitExceeded");
+}

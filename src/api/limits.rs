@@ -18,11 +18,38 @@ use axum::response::{IntoResponse, Response};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// The caller as rate limits see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Caller {
     pub ip: IpAddr,
     /// Sent the bypass key, or comes from a bypass IP: no limit applies.
     pub bypass: bool,
+    /// Where the handler's own charges report their standing, for the response's headers.
+    tightest: Option<TightestLimit>,
+}
+
+/// The tightest limit charged while serving one request (the fewest points left), shared by
+/// [`limit_xrpc`] and the handler's [`Caller::check`]s: the `RateLimit-*` headers describe it,
+/// as the reference's do.
+#[derive(Debug, Clone, Default)]
+struct TightestLimit(std::sync::Arc<std::sync::Mutex<Option<Standing>>>);
+
+impl TightestLimit {
+    fn offer(&self, standing: Standing) {
+        let mut slot = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.is_none_or(|t| standing.remaining < t.remaining) {
+            *slot = Some(standing);
+        }
+    }
+
+    fn get(&self) -> Option<Standing> {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Caller {
@@ -42,6 +69,7 @@ impl Caller {
         Caller {
             ip,
             bypass: key_matches || config.bypass_ips.contains(&ip),
+            tightest: parts.extensions.get::<TightestLimit>().cloned(),
         }
     }
 
@@ -50,7 +78,15 @@ impl Caller {
         if self.bypass {
             return Ok(());
         }
-        state.pds()?.rate_limits.check(limits, key)?;
+        let charged = state.pds()?.rate_limits.check(limits, key);
+        let standing = match &charged {
+            Ok(standing) => *standing,
+            Err(RateLimited(standing)) => Some(*standing),
+        };
+        if let (Some(standing), Some(tightest)) = (standing, &self.tightest) {
+            tightest.offer(standing);
+        }
+        charged?;
         Ok(())
     }
 }
@@ -119,12 +155,14 @@ pub async fn limit_xrpc(State(state): State<AppState>, req: Request, next: Next)
     let (Some(nsid), true) = (nsid, enabled) else {
         return next.run(req).await;
     };
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let caller = Caller::of(&parts, &state);
-    let req = Request::from_parts(parts, body);
     if caller.bypass {
-        return next.run(req).await;
+        return next.run(Request::from_parts(parts, body)).await;
     }
+    let tightest = TightestLimit::default();
+    parts.extensions.insert(tightest.clone());
+    let req = Request::from_parts(parts, body);
     let mut limits: Vec<Limit> = rate_limits::ip_limits(&nsid).to_vec();
     if rate_limits::global_applies(&nsid) {
         limits.push(rate_limits::GLOBAL_IP);
@@ -135,8 +173,11 @@ pub async fn limit_xrpc(State(state): State<AppState>, req: Request, next: Next)
     };
     match charged {
         Ok(standing) => {
-            let mut resp = next.run(req).await;
             if let Some(standing) = standing {
+                tightest.offer(standing);
+            }
+            let mut resp = next.run(req).await;
+            if let Some(standing) = tightest.get() {
                 set_headers(resp.headers_mut(), &standing);
             }
             resp
