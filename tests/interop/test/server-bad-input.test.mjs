@@ -55,6 +55,9 @@ async function scenario(url) {
   t.getServiceAuthTooLong = await user.get(`${s}.getServiceAuth`, {
     aud: 'did:web:example.com', lxm: 'com.atproto.repo.createRecord', exp: String(Math.floor(inAnHour.getTime() / 1000)),
   })
+  t.getServiceAuthMethodlessLong = await user.get(`${s}.getServiceAuth`, {
+    aud: 'did:web:example.com', exp: String(Math.floor(Date.now() / 1000) + 120),
+  })
   t.getServiceAuthExpired = await user.get(`${s}.getServiceAuth`, { aud: 'did:web:example.com', exp: '1000' })
   // Account and email flows.
   t.checkAccountStatusNoAuth = await anon.get(`${s}.checkAccountStatus`, {})
