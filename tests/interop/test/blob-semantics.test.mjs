@@ -4,9 +4,8 @@
 import test from 'node:test'
 import { randomBytes } from 'node:crypto'
 import { AtpAgent } from '@atproto/api'
-import { startReferencePlc, startReferencePds, startBerth } from '../lib/harness.mjs'
-import { rawCaller, assertSameOutcomes } from '../lib/raw.mjs'
 import { randomPng } from '../lib/png.mjs'
+import { onBoth, rawCaller, assertSameOutcomes } from '../lib/differential.mjs'
 
 const NOW = '2026-11-23T10:00:00.000Z'
 const bytes = (...parts) => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : Buffer.from(p))))
@@ -91,10 +90,6 @@ const DELIBERATE = {
 }
 
 test('uploads and blob references behave as on the reference PDS', async (t) => {
-  const plc = await startReferencePlc(t)
-  const reference = await startReferencePds(t, { plcUrl: plc.url })
-  const berth = await startBerth(t, { plcUrl: plc.url })
-  const expected = await scenario(reference.url)
-  const actual = await scenario(berth.url)
+  const { expected, actual } = await onBoth(t, scenario)
   assertSameOutcomes(expected, actual, DELIBERATE, { mayPass: Object.keys(expected).length })
 })

@@ -7,8 +7,8 @@ import test from 'node:test'
 import assert from 'node:assert/strict'
 import { AtpAgent } from '@atproto/api'
 import { Subscription } from '@atproto/xrpc-server'
-import { startReferencePlc, startReferencePds, startBerth } from '../lib/harness.mjs'
 import { randomPng } from '../lib/png.mjs'
+import { onBoth } from '../lib/differential.mjs'
 
 const NOW = '2026-11-23T10:00:00.000Z'
 const post = (text, extra = {}) => ({ $type: 'app.bsky.feed.post', text, createdAt: NOW, ...extra })
@@ -90,11 +90,7 @@ async function scenario(url) {
 }
 
 test('the firehose carries the same events, in the same order and shape, as the reference PDS\'s', async (t) => {
-  const plc = await startReferencePlc(t)
-  const reference = await startReferencePds(t, { plcUrl: plc.url })
-  const berth = await startBerth(t, { plcUrl: plc.url })
-  const expected = await scenario(reference.url)
-  const actual = await scenario(berth.url)
+  const { expected, actual } = await onBoth(t, scenario)
   assert.ok(expected.length >= 14, `the reference sent only ${expected.length} events`)
   const diffs = []
   for (let i = 0; i < Math.max(expected.length, actual.length); i++) {

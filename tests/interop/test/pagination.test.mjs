@@ -5,7 +5,7 @@ import test from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { AtpAgent } from '@atproto/api'
-import { startReferencePlc, startReferencePds, startBerth } from '../lib/harness.mjs'
+import { onBoth, assertSameByKey } from '../lib/differential.mjs'
 
 const KEYS = ['a1', 'b2', 'c3', 'd4', 'e5', 'f6', 'g7']
 const COLLECTION = 'com.example.thing'
@@ -75,14 +75,7 @@ async function scenario(url) {
 }
 
 test('paging behaves as on the reference PDS', async (t) => {
-  const plc = await startReferencePlc(t)
-  const reference = await startReferencePds(t, { plcUrl: plc.url })
-  const berth = await startBerth(t, { plcUrl: plc.url })
-  const expected = await scenario(reference.url)
-  const actual = await scenario(berth.url)
+  const { expected, actual } = await onBoth(t, scenario)
   assert.equal(expected.recordsAll[0].keys.length, KEYS.length)
-  const diffs = Object.keys(expected)
-    .filter((k) => JSON.stringify(actual[k]) !== JSON.stringify(expected[k]))
-    .map((k) => `${k}:\n  berth     ${JSON.stringify(actual[k])}\n  reference ${JSON.stringify(expected[k])}`)
-  assert.deepEqual(diffs, [])
+  assertSameByKey(expected, actual)
 })

@@ -4,7 +4,7 @@
 import test from 'node:test'
 import assert from 'node:assert/strict'
 import { AtpAgent } from '@atproto/api'
-import { startReferencePlc, startReferencePds, startBerth } from '../lib/harness.mjs'
+import { onBoth } from '../lib/differential.mjs'
 
 const PASSWORD = 'hunter2-hunter2'
 
@@ -32,12 +32,7 @@ async function scenario(url) {
 }
 
 test('login rate limits answer as the reference PDS', async (t) => {
-  const plc = await startReferencePlc(t)
-  const env = { PDS_RATE_LIMITS_ENABLED: 'true' }
-  const reference = await startReferencePds(t, { plcUrl: plc.url, env })
-  const berth = await startBerth(t, { plcUrl: plc.url, env })
-  const expected = await scenario(reference.url)
-  const actual = await scenario(berth.url)
+  const { expected, actual } = await onBoth(t, scenario, { env: { PDS_RATE_LIMITS_ENABLED: 'true' } })
   assert.ok(expected.some((s) => s.status === 429), 'the reference never limited')
   const diffs = expected
     .map((e, i) => [i, e, actual[i]])

@@ -5,8 +5,7 @@
 import test from 'node:test'
 import assert from 'node:assert/strict'
 import { AtpAgent } from '@atproto/api'
-import { startReferencePlc, startReferencePds, startBerth } from '../lib/harness.mjs'
-import { rawCaller, assertSameOutcomes } from '../lib/raw.mjs'
+import { onBoth, rawCaller, assertSameOutcomes } from '../lib/differential.mjs'
 
 const NOW = '2026-11-23T10:00:00.000Z'
 const post = (text) => ({ $type: 'app.bsky.feed.post', text, createdAt: NOW })
@@ -133,12 +132,7 @@ const DELIBERATE = {
 }
 
 test('malformed record and blob requests get the reference PDS\'s errors', async (t) => {
-  const plc = await startReferencePlc(t)
-  const env = { PDS_BLOB_UPLOAD_LIMIT: String(BLOB_LIMIT) }
-  const reference = await startReferencePds(t, { plcUrl: plc.url, env })
-  const berth = await startBerth(t, { plcUrl: plc.url, env })
-  const expected = await scenario(reference.url)
-  const actual = await scenario(berth.url)
+  const { expected, actual } = await onBoth(t, scenario, { env: { PDS_BLOB_UPLOAD_LIMIT: String(BLOB_LIMIT) } })
   assertSameOutcomes(expected.t, actual.t, DELIBERATE, { mayPass: 2 })
   assert.equal(expected.unchanged, true, 'the reference repo moved')
   assert.equal(actual.unchanged, true, 'a refused write moved berth\'s repo')

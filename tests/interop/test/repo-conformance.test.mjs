@@ -2,10 +2,9 @@
 // reference PDS and against berth. Each step's outcome (success shape or error name and HTTP
 // status) is recorded; berth's transcript must equal the reference's.
 import test from 'node:test'
-import assert from 'node:assert/strict'
 import { AtpAgent } from '@atproto/api'
-import { startReferencePlc, startReferencePds, startBerth } from '../lib/harness.mjs'
 import { randomPng } from '../lib/png.mjs'
+import { onBoth, assertSameByKey } from '../lib/differential.mjs'
 
 const NOW = '2026-11-23T10:00:00.000Z'
 const post = (text, extra = {}) => ({ $type: 'app.bsky.feed.post', text, createdAt: NOW, ...extra })
@@ -187,15 +186,6 @@ async function scenario(url) {
 }
 
 test('record and blob methods behave as the reference PDS', async (t) => {
-  const plc = await startReferencePlc(t)
-  const reference = await startReferencePds(t, { plcUrl: plc.url })
-  const berth = await startBerth(t, { plcUrl: plc.url })
-  const expected = await scenario(reference.url)
-  const actual = await scenario(berth.url)
-  // Every differing step, named, so one run shows them all.
-  const diffs = Object.keys(expected)
-    .filter((step) => JSON.stringify(actual[step]) !== JSON.stringify(expected[step]))
-    .map((step) => `step ${step}: berth ${JSON.stringify(actual[step])}, reference ${JSON.stringify(expected[step])}`)
-  assert.deepEqual(diffs, [])
-  assert.deepEqual(Object.keys(actual), Object.keys(expected))
+  const { expected, actual } = await onBoth(t, scenario)
+  assertSameByKey(expected, actual)
 })

@@ -5,8 +5,7 @@
 import test from 'node:test'
 import assert from 'node:assert/strict'
 import { AtpAgent } from '@atproto/api'
-import { startReferencePlc, startReferencePds, startBerth } from '../lib/harness.mjs'
-import { rawCaller, assertSameOutcomes } from '../lib/raw.mjs'
+import { onBoth, rawCaller, assertSameOutcomes } from '../lib/differential.mjs'
 
 const NOW = '2026-11-23T10:00:00.000Z'
 const post = (text, extra = {}) => ({ $type: 'app.bsky.feed.post', text, createdAt: NOW, ...extra })
@@ -124,11 +123,7 @@ const DELIBERATE = {
 }
 
 test('record write edge cases behave as on the reference PDS', async (t) => {
-  const plc = await startReferencePlc(t)
-  const reference = await startReferencePds(t, { plcUrl: plc.url })
-  const berth = await startBerth(t, { plcUrl: plc.url })
-  const expected = await scenario(reference.url)
-  const actual = await scenario(berth.url)
+  const { expected, actual } = await onBoth(t, scenario)
   assertSameOutcomes(expected.t, actual.t, DELIBERATE, { mayPass: Object.keys(expected.t).length })
   assert.deepEqual(actual.records, expected.records)
   assert.deepEqual(actual.fixed, expected.fixed)

@@ -2,8 +2,7 @@
 // HTTP to the reference PDS and to berth; each status and XRPC error name must match.
 import test from 'node:test'
 import { AtpAgent } from '@atproto/api'
-import { startReferencePlc, startReferencePds, startBerth } from '../lib/harness.mjs'
-import { rawCaller, assertSameOutcomes } from '../lib/raw.mjs'
+import { onBoth, rawCaller, assertSameOutcomes } from '../lib/differential.mjs'
 
 const NOW = '2026-11-23T10:00:00.000Z'
 const UNKNOWN_DID = 'did:plc:ewvi7nxzyoun6zhxrhs64oiz'
@@ -58,10 +57,6 @@ async function scenario(url) {
 }
 
 test('malformed sync requests get the reference PDS\'s errors', async (t) => {
-  const plc = await startReferencePlc(t)
-  const reference = await startReferencePds(t, { plcUrl: plc.url })
-  const berth = await startBerth(t, { plcUrl: plc.url })
-  const expected = await scenario(reference.url)
-  const actual = await scenario(berth.url)
+  const { expected, actual } = await onBoth(t, scenario)
   assertSameOutcomes(expected, actual, {})
 })

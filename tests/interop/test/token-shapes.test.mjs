@@ -2,9 +2,8 @@
 // password sessions, service auth tokens), decoded and compared between the reference PDS and
 // berth: header fields, claim names and types, scopes, lifetimes and audiences.
 import test from 'node:test'
-import assert from 'node:assert/strict'
 import { AtpAgent } from '@atproto/api'
-import { startReferencePlc, startReferencePds, startBerth } from '../lib/harness.mjs'
+import { onBoth, assertSameByKey } from '../lib/differential.mjs'
 
 const PASSWORD = 'hunter2-hunter2'
 
@@ -63,13 +62,6 @@ async function scenario(url, serviceDid) {
 }
 
 test('session and service tokens have the reference PDS\'s shape', async (t) => {
-  const plc = await startReferencePlc(t)
-  const reference = await startReferencePds(t, { plcUrl: plc.url })
-  const berth = await startBerth(t, { plcUrl: plc.url })
-  const expected = await scenario(reference.url, reference.env.PDS_SERVICE_DID)
-  const actual = await scenario(berth.url, berth.env.PDS_SERVICE_DID)
-  const diffs = Object.keys(expected)
-    .filter((k) => JSON.stringify(actual[k]) !== JSON.stringify(expected[k]))
-    .map((k) => `${k}:\n  berth     ${JSON.stringify(actual[k])}\n  reference ${JSON.stringify(expected[k])}`)
-  assert.deepEqual(diffs, [])
+  const { expected, actual } = await onBoth(t, (url, server) => scenario(url, server.env.PDS_SERVICE_DID))
+  assertSameByKey(expected, actual)
 })

@@ -1,7 +1,32 @@
-// Raw XRPC calls for the differential bad-input tests: what a buggy or hostile client sends,
-// which the official client never would, recorded as status and XRPC error name only (messages
-// are free text and differ).
+// Differential tests: the same scenario run against the reference PDS and against berth, and
+// the two transcripts compared. Raw XRPC calls record what a buggy or hostile client sends,
+// which the official client never would, as status and XRPC error name only (messages are free
+// text and differ).
 import assert from 'node:assert/strict'
+import { startReferencePlc, startReferencePds, startBerth } from './harness.mjs'
+
+/**
+ * Starts the reference PLC, the reference PDS and berth (both with `env` on top of the shared
+ * PDS_* defaults) and runs `scenario(url, server)` on the reference, then on berth. Returns
+ * `{ expected, actual }`: the reference's transcript and berth's.
+ */
+export async function onBoth(t, scenario, { env = {} } = {}) {
+  const plc = await startReferencePlc(t)
+  const reference = await startReferencePds(t, { plcUrl: plc.url, env })
+  const berth = await startBerth(t, { plcUrl: plc.url, env })
+  const expected = await scenario(reference.url, reference)
+  const actual = await scenario(berth.url, berth)
+  return { expected, actual }
+}
+
+/** Asserts that two transcripts (objects keyed by step) are equal, naming every differing step. */
+export function assertSameByKey(expected, actual) {
+  const diffs = Object.keys(expected)
+    .filter((k) => JSON.stringify(actual[k]) !== JSON.stringify(expected[k]))
+    .map((k) => `${k}:\n  berth     ${JSON.stringify(actual[k])}\n  reference ${JSON.stringify(expected[k])}`)
+  assert.deepEqual(diffs, [])
+  assert.deepEqual(Object.keys(actual), Object.keys(expected))
+}
 
 /**
  * A caller bound to `url` and a default bearer `token`. `call(method, nsid, { query, body,
