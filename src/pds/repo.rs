@@ -562,13 +562,13 @@ fn prepare_record(
     Ok((record, status))
 }
 
-/// A `{cid, mimeType}` blob reference (pre-2023 form), anywhere in the record.
 /// Largest integer a new record may hold: JavaScript's safe range, as the data model advises.
 /// The reference PDS fails to store a larger one, so a repo holding it could not move there.
-const MAX_SAFE_INTEGER: i128 = (1 << 53) - 1;
+const MAX_SAFE_INTEGER: u128 = (1 << 53) - 1;
 
 /// Why a new record's value is refused although the data model allows it, if it is: a legacy
-/// blob (`{cid, mimeType}`), or an integer beyond [`MAX_SAFE_INTEGER`].
+/// blob reference (the pre-2023 `{cid, mimeType}` form) anywhere in the record, or an integer
+/// beyond [`MAX_SAFE_INTEGER`].
 fn refused_value(v: &Ipld) -> Option<&'static str> {
     match v {
         Ipld::Map(m) => {
@@ -581,7 +581,7 @@ fn refused_value(v: &Ipld) -> Option<&'static str> {
             m.values().find_map(refused_value)
         }
         Ipld::List(items) => items.iter().find_map(refused_value),
-        Ipld::Integer(n) if n.abs() > MAX_SAFE_INTEGER => Some(
+        Ipld::Integer(n) if n.unsigned_abs() > MAX_SAFE_INTEGER => Some(
             "Invalid record: integers beyond 2^53 - 1 are not accepted (other implementations cannot store them)",
         ),
         _ => None,
