@@ -35,7 +35,9 @@
 //! - No handler here panics on any input; the only panics are route-registration mistakes
 //!   while building the router (see [`XrpcRoutes`]).
 //! - CORS is permissive (any origin, mirrored request headers, max-age 1 day), as the
-//!   reference's `cors({maxAge: 86400})`.
+//!   reference's `cors({maxAge: 86400})`; a preflight is answered 204.
+//! - An XRPC answer to a request with credentials is `Cache-Control: private`, `Vary:
+//!   Authorization`.
 
 mod basic;
 mod describe;
@@ -190,7 +192,9 @@ pub fn router_with(state: AppState, extra: XrpcRoutes) -> Router {
             crate::api::limits::limit_xrpc,
         ))
         .layer(middleware::from_fn(normalize_xrpc_errors))
+        .layer(middleware::from_fn(private_when_authorized))
         .layer(cors())
+        .layer(middleware::from_fn(preflight_no_content))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -208,6 +212,43 @@ fn cors() -> CorsLayer {
         ]))
         .allow_headers(AllowHeaders::mirror_request())
         .max_age(Duration::from_secs(86400))
+}
+
+/// An XRPC answer to a request with credentials is `Cache-Control: private` and varies by
+/// `Authorization`, as the reference's: what a caller's credentials shaped is for that caller,
+/// and no shared cache may keep it.
+async fn private_when_authorized(req: Request, next: Next) -> Response {
+    let authorized =
+        req.uri().path().starts_with("/xrpc/") && req.headers().contains_key(header::AUTHORIZATION);
+    let mut resp = next.run(req).await;
+    if authorized {
+        let headers = resp.headers_mut();
+        if !headers.contains_key(header::CACHE_CONTROL) {
+            headers.insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("private"),
+            );
+        }
+        headers.append(
+            header::VARY,
+            header::HeaderValue::from_static("Authorization"),
+        );
+    }
+    resp
+}
+
+/// A CORS preflight is answered 204 No Content, as the reference's (Express `cors`) is; the
+/// CORS layer inside answers 200.
+async fn preflight_no_content(req: Request, next: Next) -> Response {
+    let preflight = req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut resp = next.run(req).await;
+    if preflight && resp.status() == StatusCode::OK {
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+    }
+    resp
 }
 
 async fn unknown_method(Path(nsid): Path<String>) -> XrpcError {
