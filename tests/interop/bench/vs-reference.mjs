@@ -382,16 +382,17 @@ async function measure(name, server) {
 
 // ---------------------------------------------------------------------------------------------
 
+// The fourth field is the ratio to the reference that issue #5 sets as the target.
 const ROWS = [
-  ['seqWrite', `createRecord sequential (records/s, ${CLIENT === 'wrk' ? `${SECONDS} s` : `n=${N}`})`, 1],
-  ['par8Accounts', `createRecord 8 writers / 8 accounts (records/s)`, 1],
+  ['seqWrite', `createRecord sequential (records/s, ${CLIENT === 'wrk' ? `${SECONDS} s` : `n=${N}`})`, 1, { atLeast: 50 }],
+  ['par8Accounts', `createRecord 8 writers / 8 accounts (records/s)`, 1, { atLeast: 50 }],
   ['par8OneAccount', `createRecord 8 writers / 1 account (records/s)`, 1],
-  ['getRecord', `getRecord c=${READ_CONCURRENCY} (req/s${CLIENT === 'wrk' ? '' : `, n=${READS}`})`, 1],
+  ['getRecord', `getRecord c=${READ_CONCURRENCY} (req/s${CLIENT === 'wrk' ? '' : `, n=${READS}`})`, 1, { atLeast: 50 }],
   ['getRecordP50', 'getRecord p50 (ms)', 2],
   ['getRecordP99', 'getRecord p99 (ms)', 2],
-  ['blobSeq', `uploadBlob 1 MiB sequential (MiB/s${CLIENT === 'wrk' ? '' : `, n=${BLOBS}`})`, 1],
-  ['blobPar', `uploadBlob 1 MiB c=${BLOB_CONCURRENCY} (MiB/s)`, 1],
-  ['rssIdle', 'RSS idle after start (MiB)', 1],
+  ['blobSeq', `uploadBlob 1 MiB sequential (MiB/s${CLIENT === 'wrk' ? '' : `, n=${BLOBS}`})`, 1, { atLeast: 5 }],
+  ['blobPar', `uploadBlob 1 MiB c=${BLOB_CONCURRENCY} (MiB/s)`, 1, { atLeast: 5 }],
+  ['rssIdle', 'RSS idle after start (MiB)', 1, { atMost: 0.1 }],
   ['rssAfter', 'RSS after load (MiB)', 1],
   ['rssPeak', 'RSS peak, VmHWM (MiB)', 1],
 ]
@@ -419,12 +420,20 @@ function medians(rounds) {
 
 function table(results) {
   const fmt = (v, digits) => (typeof v === 'number' ? v.toFixed(digits) : (v ?? '-'))
-  const lines = [['metric', 'reference', 'berth', 'berth/reference']]
-  for (const [key, label, digits] of ROWS) {
+  const lines = [['metric', 'reference', 'berth', 'berth/reference', 'target']]
+  for (const [key, label, digits, target] of ROWS) {
     const ref = results.reference?.[key]
     const ber = results.berth?.[key]
-    const ratio = typeof ref === 'number' && typeof ber === 'number' && ref > 0 ? `${(ber / ref).toFixed(2)}x` : '-'
-    lines.push([label, fmt(ref, digits), fmt(ber, digits), ratio])
+    const measured = typeof ref === 'number' && typeof ber === 'number' && ref > 0
+    const ratio = measured ? ber / ref : undefined
+    let verdict = '-'
+    if (target?.atLeast !== undefined) verdict = `>= ${target.atLeast}x`
+    if (target?.atMost !== undefined) verdict = `<= ${target.atMost}x`
+    if (target && measured) {
+      const met = target.atLeast !== undefined ? ratio >= target.atLeast : ratio <= target.atMost
+      verdict += met ? ' met' : ' MISSED'
+    }
+    lines.push([label, fmt(ref, digits), fmt(ber, digits), measured ? `${ratio.toFixed(2)}x` : '-', verdict])
   }
   const widths = lines[0].map((_, c) => Math.max(...lines.map((l) => String(l[c]).length)))
   const row = (l) => `| ${l.map((v, c) => (c === 0 ? String(v).padEnd(widths[c]) : String(v).padStart(widths[c]))).join(' | ')} |`
